@@ -1,0 +1,59 @@
+"""Decode an ArchConfig from parsed YAML/JSON, checking every field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search_spaces._reader import Node, check_strides
+from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES, ArchConfig, HeadConfig, StageConfig, StemConfig
+from search_spaces.heads import HEAD_TYPES
+
+STAGE_KEYS = ["block", "kernel", "expansion", "channels", "depth", "stride"]
+
+
+def read_arch(data: Any, source: str) -> ArchConfig:
+    root = Node(data, source)
+    keys = root.mapping(
+        required=["input_channels", "resolution", "channel_divisor", "activation", "stem", "stages", "head"]
+    )
+    stem = keys["stem"].mapping(required=["kernel", "channels", "stride"])
+    head = keys["head"].mapping(required=["type", "channels", "num_classes"], optional=["dropout"])
+    stages = keys["stages"].sequence()
+    arch = ArchConfig(
+        input_channels=keys["input_channels"].integer(low=1),
+        resolution=keys["resolution"].integer(low=1),
+        channel_divisor=keys["channel_divisor"].integer(low=1),
+        activation=keys["activation"].string(allowed=ACTIVATIONS),
+        stem=StemConfig(
+            kernel=stem["kernel"].kernel(),
+            channels=stem["channels"].integer(low=1),
+            stride=stem["stride"].integer(low=1, high=4),
+        ),
+        stages=tuple(_read_stage(node) for node in stages),
+        head=HeadConfig(
+            type=head["type"].string(allowed=HEAD_TYPES),
+            channels=head["channels"].integer(low=0),
+            num_classes=head["num_classes"].integer(low=2),
+            dropout=head["dropout"].number(low=0.0, high=0.9) if "dropout" in head else 0.0,
+        ),
+    )
+    _check_strides(arch, source)
+    return arch
+
+
+def _read_stage(node: Node) -> StageConfig:
+    keys = node.mapping(required=STAGE_KEYS)
+    return StageConfig(
+        block=keys["block"].string(allowed=BLOCK_TYPES),
+        kernel=keys["kernel"].kernel(),
+        expansion=keys["expansion"].number(low=1.0, high=16.0),
+        channels=keys["channels"].integer(low=1),
+        depth=keys["depth"].integer(low=1, high=16),
+        stride=keys["stride"].integer(low=1, high=2),
+    )
+
+
+def _check_strides(arch: ArchConfig, source: str) -> None:
+    strides = [("stem.stride", arch.stem.stride)]
+    strides += [(f"stages[{i}].stride", stage.stride) for i, stage in enumerate(arch.stages)]
+    check_strides(source, arch.resolution, strides)
