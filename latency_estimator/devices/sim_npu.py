@@ -1,0 +1,53 @@
+"""sim-npu: a simulated edge neural engine, driven by a hardware profile.
+
+Latency is computed, not measured, by the roofline cycle model in
+:mod:`latency_estimator.devices.npu_model`; it is exact and repeatable, so an
+accelerator can be studied before its compiler or silicon exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latency_estimator.devices import register_device
+from latency_estimator.devices.base import Device, DeviceProfile, Measurement
+from latency_estimator.devices.npu_model import NpuHardware, OpCost, simulate
+from latency_estimator.subgraph import Subgraph, decompose_arch
+from search_spaces.arch import ArchConfig
+
+__all__ = ["SimNpu"]
+
+
+@register_device("sim-npu")
+class SimNpu(Device):
+    """Isolated subgraphs read their input from and write their output to DRAM;
+    a whole network keeps activations on chip between units when they fit."""
+
+    Settings = NpuHardware
+    deterministic = True
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        super().__init__(profile)
+        self.hardware: NpuHardware = self.settings
+
+    def measure_subgraph(self, subgraph: Subgraph) -> Measurement:
+        return self._measurement(self.trace([subgraph]))
+
+    def measure_network(self, arch: ArchConfig) -> Measurement:
+        return self._measurement(self.trace(decompose_arch(arch)))
+
+    def trace(self, subgraphs: list[Subgraph]) -> list[OpCost]:
+        """Per-op costs of running ``subgraphs`` back to back (input from DRAM, output to DRAM)."""
+        return simulate(subgraphs, self.hardware)
+
+    def metadata(self) -> dict[str, Any]:
+        hw = self.hardware
+        return {
+            **super().metadata(),
+            "simulator": "edgenas roofline cycle model (latency_estimator/devices/npu_model.py)",
+            "peak_gmacs": hw.mac_array_out_lanes * hw.mac_array_in_lanes * hw.clock_mhz / 1e3,
+            "dram_bytes_per_cycle": hw.dram_bytes_per_cycle,
+        }
+
+    def _measurement(self, costs: list[OpCost]) -> Measurement:
+        return Measurement(latency_ms=self.hardware.cycles_to_ms(sum(c.cycles for c in costs)), spread=0.0, repeats=1)
