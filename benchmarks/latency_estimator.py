@@ -1,0 +1,293 @@
+"""Latency-estimator benchmark: build a device's estimator from scratch, evaluate it, time it.
+
+    python benchmarks/latency_estimator.py --device sim-npu-p16
+    python benchmarks/latency_estimator.py --device cpu-ort          # on a quiet machine: it times real runs
+
+Steps, each kept in ``results/latency-estimator-<device>/`` so that a rerun
+resumes where an interrupted one stopped (``--fresh`` starts over):
+
+1. **build** — profile (stratified + adaptive subgraph sampling, a handful of
+   whole networks) and train, timed; the time of an interrupted build is
+   summed over the runs that finished it.
+2. **evaluate** — ``--models`` networks sampled from the shipped spaces (never
+   the overhead networks), the baseline and the reference mobile networks,
+   measured end to end; the measurements are appended to a CSV as they come.
+3. **throughput** — batched prediction of 10,000 sampled architectures on one
+   core, first with an empty piece cache, then warm.
+4. **ZigZag** — for sim-npu devices, the figure of ``benchmarks/zigzag_compare.py`` when it has been run.
+
+Writes ``results/latency-estimator-<device>.md`` (every figure, the target
+it answers, and this command), ``.csv`` (one row per evaluated network) and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from latency_estimator.devices import get_device  # noqa: E402
+from latency_estimator.evaluation import Evaluation, evaluate_estimator, plot_scatter, write_csv  # noqa: E402
+from latency_estimator.profiling import (  # noqa: E402
+    MeasurementDataset,
+    default_samples,
+    profile_device,
+    shipped_spaces_for,
+    train_from_dataset,
+)
+from latency_estimator.regressor import LatencyEstimator  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+# Per implementation: evaluation networks and targets (None: report only).
+SETUPS = {
+    "sim-npu": {"models": 200, "within_10pct": 0.99, "kendall_tau": None, "build_s": 60},
+    "onnxruntime-cpu": {"models": 100, "within_10pct": 0.95, "kendall_tau": 0.9, "build_s": 900},
+    "tvm": {"models": 40, "within_10pct": None, "kendall_tau": None, "build_s": None},  # ~9 s per network
+}
+REPORT_ONLY = {"models": 100, "within_10pct": None, "kendall_tau": None, "build_s": None}
+MAX_CPU_ORT_SAMPLES = 3000
+THROUGHPUT_ARCHS = 10_000
+THROUGHPUT_TARGET = 10_000  # architectures per second, batched, one core
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--samples", type=int, default=None, help="subgraph measurements (default per device)")
+    parser.add_argument("--networks", type=int, default=12, help="whole networks for the overhead term")
+    parser.add_argument("--models", type=int, default=None, help="sampled evaluation networks (default per device)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true", help="delete earlier results of this device and start over")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    device = get_device(args.device)
+    setup = SETUPS.get(device.profile.device, REPORT_ONLY)
+    samples = default_samples(device) if args.samples is None else args.samples
+    models = setup["models"] if args.models is None else args.models
+    work = RESULTS / f"latency-estimator-{device.name}"
+    if args.fresh and work.exists():
+        shutil.rmtree(work)
+    state = State(work / "state.json")
+    build(device, state, work / "estimator", samples=samples, networks=args.networks, seed=args.seed)
+    estimator = LatencyEstimator.load(work / "estimator", device=device.name, profile=device.profile.to_dict())
+    evaluation = evaluate_estimator(
+        estimator, device, models=models, seed=args.seed + 1, measurements=work / "evaluation-measured.csv"
+    )
+    throughput = state.get("throughput") or state.set("throughput", measure_throughput(work / "estimator", args.seed))
+    command = f"python benchmarks/latency_estimator.py --device {device.name} --samples {samples} --models {models}"
+    command += f" --networks {args.networks}" + (f" --seed {args.seed}" if args.seed else "")
+    report = write_report(device, evaluation, state.data, throughput, setup=setup, command=command)
+    print(f"report written to {report}")
+    return 0
+
+
+class State:
+    """What the finished steps found, in a JSON file beside their data."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str):
+        return self.data.get(key)
+
+    def set(self, key: str, value):
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+        return value
+
+
+def build(device, state: State, directory: Path, *, samples: int, networks: int, seed: int) -> None:
+    """Profile and train from scratch, timed; an interrupted build resumes and its times add up."""
+    if state.get("build"):
+        return
+    start = time.perf_counter()
+    try:
+        dataset = profile_device(device, samples=samples, directory=directory, networks=networks, seed=seed)
+        profiled = time.perf_counter()
+        estimator = train_from_dataset(dataset, seed=seed)
+        estimator.save(directory)
+    finally:  # keep the time spent so far, so that a resumed build reports the whole cost
+        state.set("build_partial_s", (state.get("build_partial_s") or 0.0) + time.perf_counter() - start)
+    train_s = time.perf_counter() - profiled
+    meta = estimator.metadata
+    state.set(
+        "build",
+        {
+            "seconds": state.get("build_partial_s"),
+            "train_seconds": train_s,
+            "subgraph_measurements": len(dataset.rows),
+            "network_measurements": len(dataset.network_rows),
+            "adaptive_measurements": dataset.count("adaptive"),
+            "chosen": f"{meta['prior']['form']}/{meta['layout']}",
+            "candidates": meta["training"]["candidates"],
+            "overhead": meta["overhead"],
+            "measured_on": MeasurementDataset.load(directory).metadata.get("cpu_model"),
+        },
+    )
+
+
+def measure_throughput(directory: Path, seed: int) -> dict[str, float]:
+    """Batched predictions per second on one core: a freshly loaded estimator (empty cache), then warm."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    estimator = LatencyEstimator.load(directory)
+    spaces = [space for space in shipped_spaces_for(estimator.parallelism_factor) if space.size() > 1]
+    rng = np.random.default_rng([seed, 31337])
+    archs = [spaces[i % len(spaces)].sample(rng) for i in range(2 * THROUGHPUT_ARCHS)]
+    start = time.perf_counter()
+    estimator.predict_many(archs[:THROUGHPUT_ARCHS])
+    cold = THROUGHPUT_ARCHS / (time.perf_counter() - start)
+    start = time.perf_counter()
+    estimator.predict_many(archs[THROUGHPUT_ARCHS:])
+    warm = THROUGHPUT_ARCHS / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for arch in archs[:200]:
+        estimator.predict(arch)
+    single = 200 / (time.perf_counter() - start)
+    return {"cold_archs_per_s": cold, "warm_archs_per_s": warm, "single_archs_per_s": single}
+
+
+def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, *, setup: dict, command: str) -> Path:
+    name = device.name
+    write_csv(evaluation, RESULTS / f"latency-estimator-{name}.csv")
+    plot_scatter(evaluation, RESULTS / f"latency-estimator-{name}.png")
+    build_info = state["build"]
+    all_m, sampled_m = evaluation.metrics(), evaluation.metrics(sources=("space:",))
+    lines = [
+        f"# Latency estimator: {name}",
+        "",
+        f"{device.profile.description}. Measured on {build_info['measured_on']}.",
+        "",
+        f"Regenerate: `{command}`",
+        f"(add `--fresh` to rebuild from scratch; the data lie in `results/latency-estimator-{name}/`).",
+        "",
+        "## Targets",
+        "",
+        "| target | figure | met |",
+        "|---|---|---|",
+        *target_rows(name, setup, all_m, build_info, throughput),
+        "",
+        "## Accuracy on networks never used in training",
+        "",
+        "| networks | count | within ±10 % | within ±5 % | RMSPE | MAPE | max error | Kendall τ | Spearman ρ |",
+        "|---|---|---|---|---|---|---|---|---|",
+        metrics_row("all", all_m),
+        metrics_row("sampled from the shipped spaces", sampled_m),
+        "",
+        "| fixed network | measured ms | predicted ms | error |",
+        "|---|---|---|---|",
+        *(
+            f"| {n.name} | {n.measured_ms:.4f} | {n.predicted_ms:.4f} | {n.error:+.1%} |"
+            for n in evaluation.networks
+            if n.source in ("baseline", "reference")
+        ),
+        "",
+        f"Scatter plot: `results/latency-estimator-{name}.png`; "
+        f"per-network table: `results/latency-estimator-{name}.csv`.",
+        "",
+        *build_section(build_info),
+        "",
+        "## Prediction throughput (one core)",
+        "",
+        f"- batched, empty piece cache (a freshly loaded estimator): {throughput['cold_archs_per_s']:,.0f} archs/s",
+        f"- batched, warm cache (the next 10,000 sampled architectures): {throughput['warm_archs_per_s']:,.0f} archs/s",
+        f"- one at a time with the per-subgraph breakdown (`predict`): {throughput['single_archs_per_s']:,.0f} archs/s",
+        "",
+    ]
+    path = RESULTS / f"latency-estimator-{name}.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def target_rows(name: str, setup: dict, metrics, build_info: dict, throughput: dict) -> list[str]:
+    rows = []
+    if setup["within_10pct"] is not None:
+        rows.append(
+            _row(
+                f"≥ {setup['within_10pct']:.0%} within ±10 %",
+                f"{metrics.within_10pct:.1%}",
+                metrics.within_10pct >= setup["within_10pct"],
+            )
+        )
+    else:
+        rows.append(_row("within ±10 % (no target yet)", f"{metrics.within_10pct:.1%}", None))
+    if setup["kendall_tau"] is not None:
+        rows.append(
+            _row(
+                f"Kendall τ ≥ {setup['kendall_tau']}",
+                f"{metrics.kendall_tau:.3f}",
+                metrics.kendall_tau >= setup["kendall_tau"],
+            )
+        )
+    if name == "cpu-ort":
+        count = build_info["subgraph_measurements"]
+        rows.append(
+            _row(f"≤ {MAX_CPU_ORT_SAMPLES:,} subgraph measurements", f"{count:,}", count <= MAX_CPU_ORT_SAMPLES)
+        )
+    seconds = build_info["seconds"]
+    if setup["build_s"] is not None:
+        rows.append(_row(f"build from scratch ≤ {setup['build_s']} s", f"{seconds:.0f} s", seconds <= setup["build_s"]))
+    else:
+        rows.append(_row("build from scratch (no target)", f"{seconds:.0f} s", None))
+    cold = throughput["cold_archs_per_s"]
+    rows.append(
+        _row(
+            f"≥ {THROUGHPUT_TARGET:,} archs/s batched, one core", f"{cold:,.0f} (cold cache)", cold >= THROUGHPUT_TARGET
+        )
+    )
+    zigzag = RESULTS / f"latency-estimator-zigzag-{name}.md"
+    if zigzag.exists():
+        rho = next(line for line in zigzag.read_text().splitlines() if line.startswith("| sim-npu vs ZigZag"))
+        figure = f"{rho.split('|')[2].strip()} (see `{zigzag.relative_to(RESULTS.parent)}`)"
+        rows.append(_row("Spearman ρ vs ZigZag edge_tpu_like, per layer (report)", figure, None))
+    return rows
+
+
+def _row(target: str, figure: str, met: bool | None) -> str:
+    return f"| {target} | {figure} | {'—' if met is None else ('yes' if met else '**no**')} |"
+
+
+def metrics_row(label: str, m) -> str:
+    return (
+        f"| {label} | {m.count} | {m.within_10pct:.1%} | {m.within_5pct:.1%} | {m.rmspe:.2%} | {m.mape:.2%} | "
+        f"{m.max_abs_error:.1%} | {m.kendall_tau:.3f} | {m.spearman_rho:.3f} |"
+    )
+
+
+def build_section(info: dict) -> list[str]:
+    overhead = info["overhead"]
+    lines = [
+        "## Building the estimator",
+        "",
+        f"- {info['subgraph_measurements']:,} subgraph measurements ({info['adaptive_measurements']} in the adaptive "
+        f"round), {info['network_measurements']} whole-network measurements for the overhead term",
+        f"- build time from scratch: {info['seconds']:.1f} s (training {info['train_seconds']:.1f} s)",
+        f"- kept prior/layout: **{info['chosen']}** (lowest held-out subgraph MAPE of these):",
+        "",
+        "| prior/layout | held-out MAPE | RMSPE | within ±10 % |",
+        "|---|---|---|---|",
+        *(
+            f"| {k} | {v['mape']:.2%} | {v['rmspe']:.2%} | {v['within_10pct']:.1%} |"
+            for k, v in info["candidates"].items()
+        ),
+        "",
+        f"- overhead term: **{overhead['form']}** (scale {overhead['scale']:.4g}, "
+        f"constant {overhead['constant']:.4g} ms, per subgraph {overhead['per_subgraph']:.4g} ms); "
+        "leave-one-out RMSPE per form: " + ", ".join(f"{k} {v:.2%}" for k, v in overhead["loo_rmspe"].items()),
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Evaluation: predicted against measured end-to-end latency on unseen networks.
+
+The networks are ``models`` architectures sampled from the shipped spaces
+(never one the estimator's overhead term was fitted on), the baseline, and
+the reference mobile networks of ``reference_networks/`` (MobileNetV2,
+MnasNet-B1-like, EfficientNet-Lite0-like, FBNet-B-like, scaled to 32x32).
+Each is measured end to end by the device (a real run, or a whole-network
+simulation) and compared with :meth:`LatencyEstimator.predict_many`.
+
+Figures: share within ±10 % and ±5 %, RMSPE, MAPE, Kendall τ, Spearman ρ,
+and a predicted-vs-measured scatter plot. Measurements can be kept in a CSV
+file so that an interrupted evaluation resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from latency_estimator.devices.base import Device
+from latency_estimator.errors import EstimatorError
+from latency_estimator.profiling import (
+    append_csv_row,
+    read_csv_rows,
+    reference_networks,
+    shipped_spaces_for,
+    warn_if_busy,
+)
+from latency_estimator.regressor import LatencyEstimator
+from search_spaces import ArchConfig, baseline_arch
+
+__all__ = [
+    "AccuracyMetrics",
+    "Evaluation",
+    "EvaluatedNetwork",
+    "accuracy_metrics",
+    "evaluate_estimator",
+    "plot_scatter",
+]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "arch")
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics:
+    count: int
+    within_10pct: float  # share of networks with |predicted / measured - 1| <= 0.10
+    within_5pct: float
+    rmspe: float  # root mean squared percentage error, as a fraction
+    mape: float
+    max_abs_error: float
+    kendall_tau: float
+    spearman_rho: float
+
+
+def accuracy_metrics(predicted_ms: np.ndarray, measured_ms: np.ndarray) -> AccuracyMetrics:
+    predicted_ms, measured_ms = np.asarray(predicted_ms, float), np.asarray(measured_ms, float)
+    if predicted_ms.shape != measured_ms.shape or len(measured_ms) < 2:
+        raise EstimatorError(
+            f"need as many predictions as measurements, at least 2, but got {len(predicted_ms)} and {len(measured_ms)}"
+        )
+    error = predicted_ms / measured_ms - 1
+    return AccuracyMetrics(
+        count=len(error),
+        within_10pct=float(np.mean(np.abs(error) <= 0.10)),
+        within_5pct=float(np.mean(np.abs(error) <= 0.05)),
+        rmspe=float(np.sqrt(np.mean(np.square(error)))),
+        mape=float(np.mean(np.abs(error))),
+        max_abs_error=float(np.max(np.abs(error))),
+        kendall_tau=float(stats.kendalltau(predicted_ms, measured_ms).statistic),
+        spearman_rho=float(stats.spearmanr(predicted_ms, measured_ms).statistic),
+    )
+
+
+@dataclass(frozen=True)
+class EvaluatedNetwork:
+    name: str  # arch id for sampled networks, the file stem for reference ones
+    source: str  # "space:<name>", "baseline" or "reference"
+    arch: ArchConfig
+    measured_ms: float
+    predicted_ms: float
+    spread: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_ms / self.measured_ms - 1
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    device: str
+    networks: tuple[EvaluatedNetwork, ...]
+
+    def metrics(self, *, sources: tuple[str, ...] | None = None) -> AccuracyMetrics:
+        """Metrics over all networks, or over those whose source starts with one of ``sources``."""
+        chosen = [n for n in self.networks if sources is None or n.source.startswith(sources)]
+        return accuracy_metrics(np.array([n.predicted_ms for n in chosen]), np.array([n.measured_ms for n in chosen]))
+
+    def metrics_dict(self) -> dict[str, dict[str, float]]:
+        return {
+            "all": asdict(self.metrics()),
+            "sampled": asdict(self.metrics(sources=("space:",))),
+        }
+
+
+def evaluation_networks(
+    parallelism_factor: int, *, models: int, seed: int = 1, exclude: set[str] = frozenset()
+) -> list[tuple[str, str, ArchConfig]]:
+    """(name, source, arch): ``models`` distinct sampled architectures not in ``exclude``, the baseline,
+    and the reference networks."""
+    spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
+    rng = np.random.default_rng([seed, 104729])  # a stream apart from profiling's
+    sampled: dict[str, tuple[str, str, ArchConfig]] = {}
+    for attempt in range(100 * models):
+        if len(sampled) >= models:
+            break
+        space = spaces[attempt % len(spaces)]
+        arch = space.sample(rng)
+        if arch.arch_id not in exclude:
+            sampled.setdefault(arch.arch_id, (arch.arch_id, f"space:{space.name}", arch))
+    fixed = [("baseline", "baseline", baseline_arch(parallelism_factor=parallelism_factor))]
+    fixed += [(name, "reference", arch) for name, arch in reference_networks().items()]
+    return list(sampled.values()) + fixed
+
+
+def evaluate_estimator(
+    estimator: LatencyEstimator,
+    device: Device,
+    *,
+    models: int,
+    seed: int = 1,
+    measurements: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> Evaluation:
+    """Measure every evaluation network on ``device`` (reusing rows already in the
+    ``measurements`` CSV, appending new ones) and compare with the estimator."""
+    if device.name != estimator.device:
+        raise EstimatorError(f"the estimator is for device {estimator.device!r}, not {device.name!r}")
+    warn_if_busy(device)
+    exclude = set(estimator.metadata.get("training", {}).get("networks", []))
+    chosen = evaluation_networks(device.parallelism_factor, models=models, seed=seed, exclude=exclude)
+    predicted = estimator.predict_many([arch for _, _, arch in chosen])
+    cache = Path(measurements) if measurements else None
+    known = _read_rows(cache) if cache else {}
+    networks = []
+    for i, ((name, source, arch), predicted_ms) in enumerate(zip(chosen, predicted)):
+        row = known.get(arch.arch_id) or _measure(
+            device, name, source, arch, Path(measurements) if measurements else None
+        )
+        networks.append(
+            EvaluatedNetwork(name, source, arch, float(row["measured_ms"]), float(predicted_ms), float(row["spread"]))
+        )
+        if progress:
+            progress(i + 1, len(chosen))
+    return Evaluation(device=device.name, networks=tuple(networks))
+
+
+def _measure(device: Device, name: str, source: str, arch: ArchConfig, path: Path | None) -> dict[str, str]:
+    measurement = device.measure_network(arch)
+    row = {
+        "name": name,
+        "source": source,
+        "arch_id": arch.arch_id,
+        "measured_ms": f"{measurement.latency_ms:.6g}",
+        "predicted_ms": "",
+        "spread": f"{measurement.spread:.4g}",
+        "arch": json.dumps(arch.to_dict(), separators=(",", ":")),
+    }
+    if path is not None:
+        append_csv_row(path, CSV_FIELDS, row)
+    return row
+
+
+def _read_rows(path: Path) -> dict[str, dict[str, str]]:
+    required = tuple(field for field in CSV_FIELDS if field != "predicted_ms")  # the cache holds measurements only
+    return {row["arch_id"]: row for row in read_csv_rows(path, CSV_FIELDS, required=required)}
+
+
+def write_csv(evaluation: Evaluation, path: str | Path) -> Path:
+    """One row per network: name, source, arch id, measured and predicted ms, spread, ArchConfig JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for n in evaluation.networks:
+            writer.writerow(
+                {
+                    "name": n.name,
+                    "source": n.source,
+                    "arch_id": n.arch.arch_id,
+                    "measured_ms": f"{n.measured_ms:.6g}",
+                    "predicted_ms": f"{n.predicted_ms:.6g}",
+                    "spread": f"{n.spread:.4g}",
+                    "arch": json.dumps(n.arch.to_dict(), separators=(",", ":")),
+                }
+            )
+    return path
+
+
+def plot_scatter(evaluation: Evaluation, path: str | Path, *, title: str | None = None) -> Path:
+    """Predicted against measured latency (log-log), the y = x line and the ±10 % band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    measured = np.array([n.measured_ms for n in evaluation.networks])
+    predicted = np.array([n.predicted_ms for n in evaluation.networks])
+    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
+    low, high = 0.9 * min(measured.min(), predicted.min()), 1.1 * max(measured.max(), predicted.max())
+    line = np.array([low, high])
+    ax.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
+    ax.fill_between(line, 0.9 * line, 1.1 * line, color="grey", alpha=0.2, label="±10 %")
+    for source, marker in (("space:", "o"), ("baseline", "s"), ("reference", "^")):
+        chosen = [n for n in evaluation.networks if n.source.startswith(source)]
+        if chosen:
+            label = "sampled from the shipped spaces" if source == "space:" else source
+            ax.scatter(
+                [n.measured_ms for n in chosen], [n.predicted_ms for n in chosen], s=14, marker=marker, label=label
+            )
+    for n in evaluation.networks:
+        if n.source == "reference":
+            ax.annotate(n.name, (n.measured_ms, n.predicted_ms), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    metrics = evaluation.metrics()
+    ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high))
+    ax.set(xlabel="measured latency (ms)", ylabel="predicted latency (ms)")
+    for axis in (ax.xaxis, ax.yaxis):  # label 1-2-5 steps, not every minor tick
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    summary = f"{metrics.within_10pct:.0%} within ±10 %, Kendall τ {metrics.kendall_tau:.3f}"
+    ax.set_title(title or f"{evaluation.device}: {summary}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
