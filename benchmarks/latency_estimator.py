@@ -48,12 +48,15 @@ from latency_estimator.regressor import LatencyEstimator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Per implementation: evaluation networks and targets (None: report only).
+# cpu-ort fits its overhead term on 36 networks: in a network a layer's weights are no longer hot in cache,
+# so measured / summed subgraphs grows with the weights (Spearman 0.85 over 105 networks, 0.7-23 MB), and
+# 12 networks measured on a busy machine were too few to tell a per-MB term from noise (~0.3 s apiece).
 SETUPS = {
-    "sim-npu": {"models": 200, "within_10pct": 0.99, "kendall_tau": None, "build_s": 60},
-    "onnxruntime-cpu": {"models": 100, "within_10pct": 0.95, "kendall_tau": 0.9, "build_s": 900},
-    "tvm": {"models": 40, "within_10pct": None, "kendall_tau": None, "build_s": None},  # ~9 s per network
+    "sim-npu": {"models": 200, "networks": 12, "within_10pct": 0.99, "kendall_tau": None, "build_s": 60},
+    "onnxruntime-cpu": {"models": 100, "networks": 36, "within_10pct": 0.95, "kendall_tau": 0.9, "build_s": 900},
+    "tvm": {"models": 40, "networks": 12, "within_10pct": None, "kendall_tau": None, "build_s": None},  # ~9 s/network
 }
-REPORT_ONLY = {"models": 100, "within_10pct": None, "kendall_tau": None, "build_s": None}
+REPORT_ONLY = {"models": 100, "networks": 12, "within_10pct": None, "kendall_tau": None, "build_s": None}
 MAX_CPU_ORT_SAMPLES = 3000
 THROUGHPUT_ARCHS = 10_000
 THROUGHPUT_TARGET = 10_000  # architectures per second, batched, one core
@@ -63,7 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", required=True)
     parser.add_argument("--samples", type=int, default=None, help="subgraph measurements (default per device)")
-    parser.add_argument("--networks", type=int, default=12, help="whole networks for the overhead term")
+    parser.add_argument("--networks", type=int, default=None, help="whole networks for the overhead term")
     parser.add_argument("--models", type=int, default=None, help="sampled evaluation networks (default per device)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true", help="delete earlier results of this device and start over")
@@ -73,18 +76,19 @@ def main() -> int:
     setup = SETUPS.get(device.profile.device, REPORT_ONLY)
     samples = default_samples(device) if args.samples is None else args.samples
     models = setup["models"] if args.models is None else args.models
+    networks = setup["networks"] if args.networks is None else args.networks
     work = RESULTS / f"latency-estimator-{device.name}"
     if args.fresh and work.exists():
         shutil.rmtree(work)
     state = State(work / "state.json")
-    build(device, state, work / "estimator", samples=samples, networks=args.networks, seed=args.seed)
+    build(device, state, work / "estimator", samples=samples, networks=networks, seed=args.seed)
     estimator = LatencyEstimator.load(work / "estimator", device=device.name, profile=device.profile.to_dict())
     evaluation = evaluate_estimator(
         estimator, device, models=models, seed=args.seed + 1, measurements=work / "evaluation-measured.csv"
     )
     throughput = state.get("throughput") or state.set("throughput", measure_throughput(work / "estimator", args.seed))
     command = f"python benchmarks/latency_estimator.py --device {device.name} --samples {samples} --models {models}"
-    command += f" --networks {args.networks}" + (f" --seed {args.seed}" if args.seed else "")
+    command += f" --networks {networks}" + (f" --seed {args.seed}" if args.seed else "")
     report = write_report(device, evaluation, state.data, throughput, setup=setup, command=command)
     print(f"report written to {report}")
     return 0

@@ -53,7 +53,7 @@ def test_measurements_repeat(device, ibn: Subgraph) -> None:
     first, second = device.measure_subgraph(ibn), device.measure_subgraph(ibn)
     if device.deterministic:
         assert first == second
-    else:  # each is the median of many timed runs, retaken when noisy
+    else:  # each is a low percentile of many timed samples, retaken when noisy
         assert second.latency_ms == pytest.approx(first.latency_ms, rel=0.3)
 
 
@@ -120,5 +120,5 @@ def test_cpu_ort_measures_sub_50us_subgraphs() -> None:
     pool = Subgraph.from_ops("pool", "pool", (OpSpec("pool", "pool", (24, 4, 4), (24, 1, 1)),))
     measurement = device.measure_subgraph(pool)
     assert 0 < measurement.latency_ms < 0.05
-    assert measurement.repeats == device.settings.samples
+    assert measurement.repeats >= device.settings.samples  # samples fill a fixed time window: more when short
     assert 0 < device.measure_overhead().latency_ms < 0.05  # one session.run() of an Identity graph

@@ -5,6 +5,16 @@ Each subgraph is built as an ONNX graph straight from its ops
 in a session with fixed threads: ``intra_op_threads`` (default 1), one
 inter-op thread, sequential execution, every graph optimisation on, as a
 deployed model runs.
+
+Subgraphs, whole networks and ONNX files are all timed the same way
+(:mod:`latency_estimator.devices._timing`): the 10th percentile of short
+samples over a fixed wall-clock window, the fastest of up to
+``max_attempts`` windows when the samples are spread out. On a shared
+machine other processes only add time, and a low percentile keeps the runs
+they did not disturb; a median inflated whole networks (ms) far more than
+the short subgraphs (µs) summed to predict them. The process is not pinned
+to a core: on a 2-core machine shared with other jobs, pinning would stop the
+scheduler from moving the run to the less busy core.
 """
 
 from __future__ import annotations

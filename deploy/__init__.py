@@ -1,0 +1,62 @@
+"""Deploy a found network: ONNX export and parity, TVM compilation and tuning,
+cross-compilation, RPC boards, artifact folders, and timing compiled models.
+
+Imports only ``search_spaces`` (DESIGN.md). TVM is imported lazily, inside
+the functions that need it, so that importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from deploy.artifact import Artifact, Manifest, Preprocessing, load_artifact, write_manifest
+from deploy.benchmark import LatencyStats, set_tvm_threads, time_compiled, time_onnxruntime
+from deploy.compile import CompiledModel, compile_onnx, load_compiled
+from deploy.errors import ArtifactError, CompileError, ExportError, RemoteError
+from deploy.export import ParityReport, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
+from deploy.pipeline import DeployResult, DeploySettings, deploy_model
+from deploy.rpc import RemoteResult, check_board, local_board, run_remote
+from deploy.runtime import Prediction, Predictor, load_input
+from deploy.targets import DeployTarget, get_target, known_targets, register_target
+from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
+
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "CompileError",
+    "CompiledModel",
+    "DeployResult",
+    "DeploySettings",
+    "DeployTarget",
+    "ExportError",
+    "LatencyStats",
+    "Manifest",
+    "Measurer",
+    "ParityReport",
+    "Prediction",
+    "Predictor",
+    "Preprocessing",
+    "RemoteError",
+    "RemoteResult",
+    "TuningReport",
+    "apply_database",
+    "check_board",
+    "check_onnx_parity",
+    "compile_onnx",
+    "deploy_model",
+    "export_onnx",
+    "fold_batchnorm",
+    "get_target",
+    "known_targets",
+    "load_artifact",
+    "load_compiled",
+    "load_input",
+    "load_weights",
+    "local_board",
+    "random_inputs",
+    "register_target",
+    "run_remote",
+    "set_tvm_threads",
+    "time_compiled",
+    "time_onnxruntime",
+    "tune_module",
+    "write_manifest",
+]

@@ -1,0 +1,272 @@
+"""ONNX -> TVM Relax -> a compiled library for a registered target.
+
+The model is imported with Relax's ONNX frontend at batch 1, decomposed for
+inference, legalised and fused (conv + bias + ReLU6 + residual add become
+one TIR function), optionally tuned with MetaSchedule, then built. Untuned
+code is plain loop nests; tuning replaces the functions the database has
+records for. The latency estimator's ``cpu-tvm`` device can reuse
+:func:`compile_onnx` and :func:`deploy.benchmark.time_compiled`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from deploy.errors import CompileError
+from deploy.export import INPUT_NAME
+from deploy.targets import DeployTarget, get_target
+from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
+from search_spaces.errors import EdgeNasError
+
+__all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled"]
+
+logger = logging.getLogger(__name__)
+
+BUILD_LOG = "build.log"
+
+
+@dataclass
+class CompiledModel:
+    """A built Relax VM executable (or a loaded library) for one target, batch-1 input."""
+
+    target: DeployTarget
+    tvm_target: dict[str, Any]
+    module: Any  # relax VMExecutable, or a runtime Module loaded from a library file
+    input_shape: tuple[int, ...]
+    num_threads: int = 1
+    tuning: TuningReport | None = None
+    compile_seconds: float = 0.0
+    _vm: Any = field(default=None, repr=False)
+
+    def export_library(self, path: str | Path) -> Path:
+        """Write the shared library; links with the target's cross compiler when it is not this host's."""
+        from tvm.support import cc
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        linker = self.target.linker()
+        fcompile = cc.cross_compiler(linker) if linker else None
+        try:
+            with _quiet_native_stderr():
+                self.module.export_library(str(path), fcompile=fcompile)
+        except (RuntimeError, OSError) as exc:
+            raise CompileError(f"linking {path} for {self.target.name} failed ({_one_line(exc)})") from None
+        return path
+
+    def vm(self) -> Any:
+        """The Relax VM on this host's device; refused for a library built for another machine."""
+        import tvm
+        from tvm import relax
+
+        if self._vm is None:
+            runnable, reason = self.target.runs_on_host()
+            if not runnable:
+                raise CompileError(f"a model compiled for {self.target.name} cannot run on this host: {reason}")
+            device = tvm.cuda(0) if self.target.device == "cuda" else tvm.cpu(0)
+            self._vm = relax.VirtualMachine(self.module, device)
+        return self._vm
+
+    def device(self) -> Any:
+        import tvm
+
+        return tvm.cuda(0) if self.target.device == "cuda" else tvm.cpu(0)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for an N x C x H x W float32 batch, one sample at a time (the library is batch 1)."""
+        import tvm
+
+        vm, device = self.vm(), self.device()
+        outputs = []
+        for sample in np.asarray(batch, dtype=np.float32):
+            result = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(sample[None]), device))
+            outputs.append(_first_output(result).numpy())
+        return np.concatenate(outputs, axis=0)
+
+
+def compile_onnx(
+    model: onnx.ModelProto | str | Path,
+    *,
+    target: str,
+    tuning_trials: int = 0,
+    tuning_db: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    num_threads: int = 1,
+    rpc_tracker: str | None = None,
+    rpc_key: str | None = None,
+) -> CompiledModel:
+    """Compile an ONNX model (single input ``input``, N x C x H x W) for ``target`` at batch 1.
+
+    ``tuning_trials > 0`` tunes with MetaSchedule into ``tuning_db`` (default ``work_dir/tuning-db``),
+    measuring on this host, or on the board at ``rpc_tracker`` / ``rpc_key`` (required for a target
+    this host cannot run); ``tuning_db`` alone applies earlier tuning. ``num_threads`` is what tuning
+    measures with here and what the target's ``num-cores`` says. A failed build raises
+    :class:`CompileError` with a one-line summary and writes the full log to ``work_dir/build.log``.
+    """
+    deploy_target = get_target(target)
+    linker = deploy_target.linker()  # a missing cross compiler fails before a long build
+    proto = _load_onnx(model)
+    input_shape = _batch1_shape(proto)
+    tvm_target = deploy_target.resolve(num_threads=num_threads)
+    measurer = Measurer(num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker)
+    if tuning_trials > 0:
+        _check_tuning_setup(deploy_target, measurer)
+        if tuning_db is None:
+            tuning_db = Path(work_dir or tempfile.mkdtemp(prefix="edgenas-tune-")) / "tuning-db"
+    start = time.perf_counter()
+    with _build_errors(deploy_target.name, work_dir):
+        executable, tuning = _build(proto, input_shape, tvm_target, tuning_trials, tuning_db, measurer)
+    seconds = time.perf_counter() - start
+    logger.info("compiled for %s in %.1f s", deploy_target.name, seconds)
+    return CompiledModel(
+        target=deploy_target,
+        tvm_target=tvm_target,
+        module=executable,
+        input_shape=input_shape,
+        num_threads=num_threads,
+        tuning=tuning,
+        compile_seconds=seconds,
+    )
+
+
+def _check_tuning_setup(target: DeployTarget, measurer: Measurer) -> None:
+    if (measurer.rpc_tracker is None) != (measurer.rpc_key is None):
+        raise CompileError("an RPC tracker and a device key go together; give both or neither")
+    if measurer.rpc_tracker is None and not target.runs_on_host()[0]:
+        raise CompileError(
+            f"tuning for {target.name} measures candidates on such a machine: give --rpc-tracker and --rpc-key "
+            "of a board, or compile untuned (--tune-trials 0)"
+        )
+
+
+def load_compiled(path: str | Path, *, target: str, tvm_target: dict[str, Any], input_shape: tuple[int, ...]):
+    """Load a library written by :meth:`CompiledModel.export_library` on a host that can run it."""
+    import tvm
+
+    deploy_target = get_target(target)
+    runnable, reason = deploy_target.runs_on_host()
+    if not runnable:
+        raise CompileError(f"{path}: a model compiled for {target} cannot run on this host: {reason}")
+    try:
+        module = tvm.runtime.load_module(str(path))
+    except (RuntimeError, OSError) as exc:
+        raise CompileError(f"{path}: cannot load the compiled library ({_one_line(exc)})") from None
+    return CompiledModel(target=deploy_target, tvm_target=tvm_target, module=module, input_shape=tuple(input_shape))
+
+
+def _build(
+    proto: onnx.ModelProto,
+    input_shape: tuple[int, ...],
+    tvm_target: dict[str, Any],
+    tuning_trials: int,
+    tuning_db: str | Path | None,
+    measurer: Measurer,
+) -> tuple[Any, TuningReport | None]:
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    target = tvm.target.Target(tvm_target)
+    mod = from_onnx(proto, shape_dict={INPUT_NAME: list(input_shape)}, keep_params_in_input=False)
+    with target:
+        # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
+        mod = tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
+    tuning = None
+    if tuning_trials > 0:
+        tuning = tune_module(mod, target=target, trials=tuning_trials, database=tuning_db, measurer=measurer)
+    if tuning_db is not None:
+        mod = apply_database(mod, target=target, database=tuning_db)
+    return relax.build(mod, target=target), tuning
+
+
+@contextmanager
+def _build_errors(target_name: str, work_dir: str | Path | None) -> Iterator[None]:
+    """Turn any TVM failure into a one-line CompileError and save the full log as build.log."""
+    try:
+        yield
+    except EdgeNasError:
+        raise
+    # TVM raises TVMError, ValueError, InternalError, OpNotImplemented, ... for a failed
+    # import or build; every one of them means "this model did not build for this target".
+    except Exception as exc:  # noqa: BLE001
+        where = ""
+        if work_dir is not None:
+            log = Path(work_dir) / BUILD_LOG
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("".join(traceback.format_exception(exc)))
+            where = f"; full log in {log}"
+        raise CompileError(f"TVM build for {target_name} failed: {_summary(exc)}{where}") from None
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide TVM's C++ "Scope Saving" warnings (one per function) while saving a library.
+
+    They are written to file descriptor 2 by native code, so Python's warning filters cannot
+    see them; other native output is passed on to the log.
+    """
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and "Scope Saving" not in line:
+                    logger.warning("tvm: %s", line.strip())
+
+
+def _load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise CompileError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except (onnx.onnx_cpp2py_export.checker.ValidationError, OSError, ValueError) as exc:
+        raise CompileError(f"{path}: not an ONNX model ({_one_line(exc)})") from None
+
+
+def _batch1_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
+    inputs = [value for value in proto.graph.input if value.name == INPUT_NAME]
+    if not inputs:
+        names = [value.name for value in proto.graph.input]
+        raise CompileError(f"the ONNX model has no input named {INPUT_NAME!r} (inputs: {names})")
+    dims = inputs[0].type.tensor_type.shape.dim
+    # The batch axis may be symbolic ("batch"); the library is built for one image at a time.
+    return (1, *(int(d.dim_value) for d in dims[1:]))
+
+
+def _first_output(result: Any) -> Any:
+    return result if hasattr(result, "numpy") else result[0]
+
+
+def _summary(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = next((line for line in lines if not line.startswith(("Traceback", "File ", "at "))), "")
+    return f"{type(exc).__name__}: {message}"[:300]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -1,0 +1,182 @@
+"""deploy_model: a trained PyTorch model -> a verified artifact folder.
+
+The steps, in order (each logs what it did):
+
+1. write ``arch.yaml`` and export ``model.onnx`` (BatchNorm folded, opset 17, checked);
+2. parity PyTorch vs ONNX Runtime on random and real inputs (max abs diff <= 1e-4);
+3. compile with TVM for the target (optionally tuned) and write ``model-<target>.so``;
+4. parity TVM vs ONNX Runtime, on this host when it can run the library, else on the
+   RPC board; latency measured wherever the model ran;
+5. write ``manifest.json`` with every file's sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from deploy.artifact import MANIFEST, Manifest, Preprocessing, library_name, write_manifest
+from deploy.benchmark import time_compiled, time_onnxruntime
+from deploy.compile import BUILD_LOG, CompiledModel, compile_onnx
+from deploy.errors import CompileError
+from deploy.export import INPUT_NAME, PARITY_TOLERANCE, ParityReport, check_onnx_parity, export_onnx, random_inputs
+from deploy.rpc import RemoteResult, check_board, run_remote
+from deploy.runtime import ort_session
+from deploy.targets import get_target
+from search_spaces.arch import ArchConfig
+
+__all__ = ["DeployResult", "DeploySettings", "deploy_model"]
+
+logger = logging.getLogger(__name__)
+
+PARITY_SAMPLES = 8  # images per parity batch: enough to catch a wrong layout, fast on the VM
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    target: str = "x86_64"
+    tuning_trials: int = 0  # MetaSchedule trials for the whole model; 0: untuned
+    tuning_db: Path | None = None  # reusable tuning database folder
+    num_threads: int = 1  # CPU threads for tuning and for the latency measured here
+    rpc_tracker: str | None = None  # HOST:PORT of a TVM RPC tracker
+    rpc_key: str | None = None  # device key of the board at the tracker
+    measure: bool = True  # time the model on this host (and the board) and record it
+
+    def __post_init__(self) -> None:
+        if self.tuning_trials < 0:
+            raise CompileError(f"`tuning_trials >= 0` must hold, but got {self.tuning_trials=}")
+        if (self.rpc_tracker is None) != (self.rpc_key is None):
+            raise CompileError("--rpc-tracker and --rpc-key go together; give both or neither")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    folder: Path
+    manifest: Manifest
+    parity: tuple[ParityReport, ...]
+    compiled: CompiledModel = field(repr=False)
+    remote: RemoteResult | None = None
+
+
+def deploy_model(
+    model: nn.Module,
+    arch: ArchConfig,
+    *,
+    out_dir: str | Path,
+    settings: DeploySettings,
+    preprocessing: Preprocessing,
+    class_names: tuple[str, ...],
+    real_inputs: np.ndarray | None = None,
+    dataset: str | None = None,
+    test_accuracy: float | None = None,
+    estimated_latency_ms: dict[str, float] | None = None,
+) -> DeployResult:
+    """Export, compile, verify and package ``model`` (eval mode) into ``out_dir``."""
+    target = get_target(settings.target)
+    target.linker()  # a missing cross compiler fails now, not after the build
+    if settings.rpc_tracker is not None:
+        check_board(settings.rpc_tracker, settings.rpc_key)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (MANIFEST, BUILD_LOG):  # a half-written folder must not look deployed
+        (folder / stale).unlink(missing_ok=True)
+    arch.save(folder / "arch.yaml")
+    inputs = _parity_inputs(preprocessing, real_inputs)
+    onnx_path = export_onnx(model.eval(), input_shape=preprocessing.input_shape, path=folder / "model.onnx")
+    parity = [check_onnx_parity(model, onnx_path, inputs=inputs)]
+    compiled = compile_onnx(
+        onnx_path,
+        target=settings.target,
+        tuning_trials=settings.tuning_trials,
+        tuning_db=settings.tuning_db,
+        work_dir=folder,
+        num_threads=settings.num_threads,
+        rpc_tracker=settings.rpc_tracker,
+        rpc_key=settings.rpc_key,
+    )
+    library = compiled.export_library(folder / library_name(settings.target))
+    measured: dict[str, float] = {}
+    remote = None
+    if target.runs_on_host()[0]:
+        parity.append(_tvm_parity(compiled.run, onnx_path, inputs, where="tvm"))
+        if settings.measure:
+            measured.update(_host_latency(compiled, onnx_path, preprocessing, settings.num_threads))
+    if settings.rpc_tracker is not None:
+        remote = run_remote(library, tracker=settings.rpc_tracker, key=settings.rpc_key, inputs=inputs["random"])
+        parity.append(_tvm_parity(lambda _: remote.outputs, onnx_path, {"random": inputs["random"]}, where="rpc"))
+        measured[f"rpc:{settings.rpc_key}-tvm"] = remote.latency.median_ms
+    manifest = Manifest(
+        arch_id=arch.arch_id,
+        block_string=arch.block_string(),
+        target=settings.target,
+        tvm_target=compiled.tvm_target,
+        target_arch=target.arch,
+        target_device=target.device,
+        library_file=library.name,
+        preprocessing=preprocessing,
+        class_names=tuple(class_names),
+        dataset=dataset,
+        test_accuracy=test_accuracy,
+        estimated_latency_ms=dict(estimated_latency_ms or {}),
+        measured_latency_ms=measured,
+        parity_max_abs_diff=_parity_table(parity),
+        tuning=_tuning_record(compiled, settings),
+    )
+    manifest = write_manifest(folder, manifest)
+    return DeployResult(folder=folder, manifest=manifest, parity=tuple(parity), compiled=compiled, remote=remote)
+
+
+def _parity_inputs(preprocessing: Preprocessing, real_inputs: np.ndarray | None) -> dict[str, np.ndarray]:
+    inputs = {"random": random_inputs(preprocessing.input_shape, batch=PARITY_SAMPLES)}
+    if real_inputs is not None and len(real_inputs):
+        inputs["real"] = np.ascontiguousarray(real_inputs[:PARITY_SAMPLES], dtype=np.float32)
+    return inputs
+
+
+def _tvm_parity(run, onnx_path: Path, inputs: dict[str, np.ndarray], *, where: str) -> ParityReport:
+    session = ort_session(onnx_path)
+    diffs = {
+        kind: float(np.max(np.abs(run(batch) - session.run(None, {INPUT_NAME: batch})[0])))
+        for kind, batch in inputs.items()
+    }
+    report = ParityReport(reference="onnxruntime", candidate=where, max_abs_diff=diffs)
+    logger.info("parity %s", report.summary())
+    if report.worst > PARITY_TOLERANCE:
+        raise CompileError(f"compiled model differs from ONNX Runtime beyond {PARITY_TOLERANCE:g}: {report.summary()}")
+    return report
+
+
+def _host_latency(compiled: CompiledModel, onnx_path: Path, pre: Preprocessing, threads: int) -> dict[str, float]:
+    tvm_ms = time_compiled(compiled, num_threads=threads).median_ms
+    ort_ms = time_onnxruntime(onnx_path, input_shape=pre.input_shape, num_threads=threads).median_ms
+    return {f"host-tvm-{threads}t": tvm_ms, f"host-onnxruntime-{threads}t": ort_ms}
+
+
+def _parity_table(reports: list[ParityReport]) -> dict[str, float]:
+    return {
+        f"{report.candidate}-vs-{report.reference}/{kind}": diff
+        for report in reports
+        for kind, diff in report.max_abs_diff.items()
+    }
+
+
+def _tuning_record(compiled: CompiledModel, settings: DeploySettings) -> dict[str, object] | None:
+    if compiled.tuning is None and settings.tuning_db is None:
+        return None
+    record: dict[str, object] = {"database": str(settings.tuning_db) if settings.tuning_db else None}
+    if compiled.tuning is not None:
+        tuning = compiled.tuning
+        record.update(
+            trials=settings.tuning_trials,
+            tasks=tuning.tasks,
+            tuned_tasks=tuning.tuned_tasks,
+            reused_tasks=tuning.reused_tasks,
+            measured_candidates=tuning.measured,
+            seconds=round(tuning.seconds, 1),
+            database=tuning.database,
+        )
+    return record

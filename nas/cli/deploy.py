@@ -1,0 +1,178 @@
+"""`edgenas deploy` and `edgenas run`: package a network for a target, and run a package.
+
+deploy: (train the architecture, unless --weights are given) -> ONNX with
+parity checks -> TVM library for --target (tuned with --tune-trials) ->
+artifact folder with manifest.json. run: load a folder (sha256 checked),
+preprocess the input as the manifest says, print the top predictions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from deploy import (
+    DeployResult,
+    DeploySettings,
+    Predictor,
+    Preprocessing,
+    check_board,
+    deploy_model,
+    get_target,
+    known_targets,
+    load_artifact,
+    load_input,
+    load_weights,
+)
+from nas.cli.common import format_table, human_bytes
+from nas.cli.train import add_dataset_arguments
+from nas.datasets import Dataset, load_dataset
+from nas.training import TrainConfig, check_compatible, evaluate, train_arch
+from search_spaces import ArchConfig
+from search_spaces.errors import EdgeNasError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_deploy(subparsers)
+    _register_run(subparsers)
+
+
+def _register_deploy(subparsers: argparse._SubParsersAction) -> None:
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="train (or load) an architecture, export ONNX, compile with TVM, write an artifact folder",
+        description="Export an architecture to ONNX and a TVM library for a target, with parity checks, "
+        "and write an artifact folder (model.onnx, model-TARGET.so, arch.yaml, manifest.json).",
+    )
+    deploy.add_argument("--arch", required=True, type=Path, help="ArchConfig YAML or JSON file")
+    deploy.add_argument("--weights", type=Path, default=None, help="trained state_dict (.pt); default: train now")
+    add_dataset_arguments(deploy)
+    deploy.add_argument("--epochs", type=int, default=20, help="training epochs when no --weights (default 20)")
+    deploy.add_argument("--seed", type=int, default=0, help="seed of the data split and of training")
+    deploy.add_argument("--target", default="x86_64", help=f"one of {', '.join(known_targets())} (default x86_64)")
+    deploy.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials for the model (0: untuned)")
+    deploy.add_argument("--tuning-db", type=Path, default=None, help="tuning database folder, reused across runs")
+    deploy.add_argument("--threads", type=int, default=1, help="CPU threads for tuning and timing (default 1)")
+    deploy.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT", help="TVM RPC tracker of a board")
+    deploy.add_argument("--rpc-key", default=None, help="device key of the board registered at the tracker")
+    deploy.add_argument("--no-measure", action="store_true", help="do not time the model on this host")
+    deploy.add_argument("--out", type=Path, default=None, help="artifact folder (default dist/ARCH_ID-TARGET)")
+    deploy.set_defaults(func=run_deploy)
+
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run an artifact folder on an image or a .npy batch and print predictions",
+        description="Load an artifact folder (files checked against manifest.json), preprocess the input "
+        "as the manifest says (resize, grayscale/RGB, normalisation) and print the top predictions.",
+    )
+    run.add_argument("folder", type=Path, help="artifact folder written by `edgenas deploy`")
+    run.add_argument("--input", required=True, type=Path, help="an image (.png/.jpg/.bmp) or a .npy batch")
+    run.add_argument("--runtime", choices=("tvm", "ort"), default="tvm", help="TVM library (default) or ONNX Runtime")
+    run.add_argument("--top-k", type=int, default=3, help="predictions printed per image (default 3)")
+    run.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    run.add_argument("--preprocessed", action="store_true", help="the .npy batch is already normalised input")
+    run.set_defaults(func=run_run)
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    target = get_target(args.target)  # unknown target / missing cross compiler: fail before training
+    target.linker()
+    settings = DeploySettings(
+        target=args.target,
+        tuning_trials=args.tune_trials,
+        tuning_db=args.tuning_db,
+        num_threads=args.threads,
+        rpc_tracker=args.rpc_tracker,
+        rpc_key=args.rpc_key,
+        measure=not args.no_measure,
+    )
+    if settings.rpc_tracker is not None:  # an unreachable board fails before training
+        check_board(settings.rpc_tracker, settings.rpc_key)
+    arch = ArchConfig.load(args.arch)
+    dataset = load_dataset(
+        args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
+    )
+    check_compatible(arch, dataset)
+    model, accuracy = _trained_model(arch, dataset, args)
+    out = args.out or Path("dist") / f"{arch.arch_id}-{args.target}"
+    print(f"deploying {arch.arch_id} for {args.target} to {out}")
+    result = deploy_model(
+        model,
+        arch,
+        out_dir=out,
+        settings=settings,
+        preprocessing=Preprocessing(
+            channels=dataset.channels, resolution=dataset.resolution, mean=dataset.mean, std=dataset.std
+        ),
+        class_names=dataset.class_names,
+        real_inputs=dataset.test.x.numpy(),
+        dataset=dataset.name,
+        test_accuracy=accuracy,
+        estimated_latency_ms=estimated_latencies(arch),
+    )
+    _print_deploy_summary(result)
+    return 0
+
+
+def _trained_model(arch: ArchConfig, dataset: Dataset, args: argparse.Namespace) -> tuple[nn.Module, float]:
+    if args.weights is not None:
+        model = load_weights(arch, args.weights)
+        accuracy = evaluate(model, dataset.test)
+        print(f"loaded {args.weights}: test accuracy {accuracy:.4f} on {dataset.name}")
+        return model, accuracy
+    print(f"training {arch.arch_id} for {args.epochs} epochs on {dataset.summary()}")
+    model, result = train_arch(arch, dataset, config=TrainConfig(epochs=args.epochs, seed=args.seed), progress=True)
+    print(f"test accuracy {result.test_accuracy:.4f} ({result.seconds:.1f} s)")
+    return model.cpu().eval(), result.test_accuracy
+
+
+def estimated_latencies(arch: ArchConfig) -> dict[str, float]:
+    """Predicted latency (ms) on every device that has a trained estimator in its default folder."""
+    from latency_estimator import available_devices, default_estimator_dir, load_estimator
+
+    estimates = {}
+    for device in available_devices():
+        if not default_estimator_dir(device).is_dir():
+            continue
+        try:
+            estimates[device] = round(load_estimator(device).predict(arch).latency_ms, 5)
+        except EdgeNasError as exc:  # a stale or foreign estimator only loses its column
+            logger.warning("no latency estimate for %s: %s", device, exc)
+    return estimates
+
+
+def _print_deploy_summary(result: DeployResult) -> None:
+    manifest = result.manifest
+    for report in result.parity:
+        print(f"parity {report.summary()}")
+    if result.compiled.tuning is not None:
+        print(f"tuning: {result.compiled.tuning.summary()}")
+    rows = [(name, human_bytes((result.folder / name).stat().st_size)) for name in manifest.files]
+    print(format_table(["file", "size"], rows))
+    for where, ms in {**manifest.measured_latency_ms, **manifest.estimated_latency_ms}.items():
+        kind = "measured" if where in manifest.measured_latency_ms else "estimated"
+        print(f"{kind} latency {where}: {ms:.4f} ms")
+    print(f"artifact written to {result.folder} (test accuracy {_fmt(manifest.test_accuracy)})")
+
+
+def run_run(args: argparse.Namespace) -> int:
+    artifact = load_artifact(args.folder)
+    batch = load_input(args.input, artifact.manifest.preprocessing, preprocessed=args.preprocessed)
+    predictor = Predictor(artifact, runtime=args.runtime, num_threads=args.threads)
+    predictions = predictor.predict(batch, top_k=max(1, args.top_k))
+    print(f"{artifact.manifest.arch_id} on {artifact.manifest.target} ({args.runtime}): {len(batch)} image(s)")
+    for index, ranked in enumerate(predictions):
+        cells = "  ".join(f"{p.class_name} {p.probability:.3f}" for p in ranked)
+        print(f"{index}: {cells}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

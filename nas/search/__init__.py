@@ -1,0 +1,44 @@
+"""The hardware-aware search: an Optuna study scored by accuracy and estimated latency.
+
+One entry point, :func:`run_search` (``edgenas search`` on the command
+line). The modules follow the life of a trial:
+
+    settings   SearchSettings: every knob, its default and why
+    budgets    hard budgets (latency, params, peak memory) and their constraint values
+    study      storage, study, samplers (evolution = NSGA-II, tpe, random), pruners
+    objective  one trial: suggest, measure, refuse budget breakers, evaluate, record
+    modes      multishot / zeroshot / hybrid evaluators
+    resume     interrupted trials (heartbeat, dead workers), one retry, warm-start queueing
+    results    trials.csv, pareto.json + pareto/*.yaml; report.md (report), pareto.png (plots)
+    runner     run_search, top to bottom
+"""
+
+from __future__ import annotations
+
+from nas.search.budgets import Budgets, Measured, SearchError, Violation
+from nas.search.modes import Evaluator
+from nas.search.results import ParetoPoint, TrialRow, pareto_front, trial_rows, write_results
+from nas.search.resume import enqueue_archs
+from nas.search.runner import SearchResult, run_search, run_with_latency_fn
+from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
+
+__all__ = [
+    "MODES",
+    "PRUNERS",
+    "STRATEGIES",
+    "Budgets",
+    "Evaluator",
+    "Measured",
+    "ParetoPoint",
+    "SearchError",
+    "SearchResult",
+    "SearchSettings",
+    "TrialRow",
+    "Violation",
+    "enqueue_archs",
+    "pareto_front",
+    "run_search",
+    "run_with_latency_fn",
+    "trial_rows",
+    "write_results",
+]

@@ -1,0 +1,67 @@
+"""``pareto.png``: accuracy (or proxy score) against estimated latency."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nas.search.results import ParetoPoint, TrialRow
+from nas.search.settings import SearchSettings
+
+__all__ = ["plot_pareto"]
+
+
+def plot_pareto(
+    path: Path, rows: list[TrialRow], front: list[ParetoPoint], settings: SearchSettings, baseline: dict | None
+) -> None:
+    """Feasible trials, the Pareto front, the baseline, and the region over the latency budget shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    value_key = "proxy_score" if settings.mode == "zeroshot" else "val_accuracy"
+    done = [r for r in rows if r.state == "COMPLETE" and getattr(r, value_key) is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(
+        [r.latency_ms for r in done],
+        [getattr(r, value_key) for r in done],
+        s=16,
+        c="tab:blue",
+        alpha=0.6,
+        label="trained, feasible" if settings.trains else "scored, feasible",
+    )
+    if front:
+        ax.step([p.latency_ms for p in front], [p.value for p in front], where="post", c="tab:red", lw=1.5)
+        ax.scatter(
+            [p.latency_ms for p in front], [p.value for p in front], s=36, c="tab:red", label="Pareto front", zorder=3
+        )
+    if baseline is not None:
+        ax.scatter(
+            [baseline["latency_ms"]], [baseline["value"]], marker="*", s=180, c="black", label="baseline", zorder=4
+        )
+    _shade_budget(ax, rows, settings)
+    ax.set_xlabel(f"estimated latency on {settings.device} (ms)")
+    ax.set_ylabel(
+        f"proxy {settings.proxy} (higher is better)" if settings.mode == "zeroshot" else "validation accuracy"
+    )
+    ax.set_title(f"{settings.study}: {Path(settings.space).name}, {settings.mode}, {settings.strategy}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _shade_budget(ax, rows: list[TrialRow], settings: SearchSettings) -> None:
+    budget = settings.latency_budget_ms
+    if budget is None:
+        return
+    latencies = [r.latency_ms for r in rows if r.latency_ms is not None]
+    right = max([budget * 1.3, *latencies]) * 1.05
+    ax.axvspan(budget, right, color="tab:gray", alpha=0.18, label=f"over latency budget ({budget:g} ms)")
+    ax.axvline(budget, color="tab:gray", lw=1, ls="--")
+    left, _ = ax.get_xlim()
+    ax.set_xlim(left=min(left, 0.0), right=right)

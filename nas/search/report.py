@@ -1,0 +1,164 @@
+"""``report.md``: the settings, the trial counts, the Pareto table and best vs baseline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from nas.search.results import ParetoPoint, TrialRow, settings_command
+from nas.search.settings import SearchSettings
+
+__all__ = ["best_vs_baseline", "render_report"]
+
+STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "RUNNING", "WAITING")
+
+
+def render_report(
+    settings: SearchSettings,
+    rows: list[TrialRow],
+    front: list[ParetoPoint],
+    baseline: dict | None,
+    extra: dict[str, Any],
+) -> str:
+    value_name = f"proxy {settings.proxy}" if settings.mode == "zeroshot" else "val acc"
+    lines = [
+        f"# Search `{settings.study}`",
+        "",
+        "Regenerate or resume with:",
+        "",
+        f"    {settings_command(settings)}",
+        "",
+        *_settings_section(settings, extra),
+        *_trials_section(rows),
+        "## Pareto front",
+        "",
+        *_pareto_table(front, value_name),
+        "",
+        "## Best vs baseline",
+        "",
+        *_baseline_section(front, baseline, settings, value_name),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _settings_section(settings: SearchSettings, extra: dict[str, Any]) -> list[str]:
+    dtype = settings_dtype(extra)
+    rows = [
+        ("space", settings.space),
+        ("device (latency)", f"{settings.device} (estimated by its XGBoost latency estimator)"),
+        ("dataset", settings.dataset),
+        ("strategy", _strategy(settings)),
+        ("mode", _mode(settings)),
+        ("objectives", ", ".join(_objectives(settings))),
+        ("budgets", settings.budgets.describe()),
+        ("peak memory data type", dtype),
+        ("target trials", settings.trials),
+        ("seed", settings.seed),
+    ]
+    return ["## Settings", "", "| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+
+
+def settings_dtype(extra: dict[str, Any]) -> str:
+    dtype_bytes = extra.get("dtype_bytes")
+    names = {1: "int8", 2: "float16", 4: "float32"}
+    return f"{names.get(dtype_bytes, '?')} ({dtype_bytes} byte(s) per activation, from the device profile)"
+
+
+def _strategy(settings: SearchSettings) -> str:
+    if settings.strategy == "evolution":
+        mutation = settings.mutation_prob if settings.mutation_prob is not None else "1/#params"
+        return (
+            f"evolution (NSGA-II, population {settings.population_size}, mutation {mutation}, "
+            f"crossover {settings.crossover_prob})"
+        )
+    return settings.strategy
+
+
+def _mode(settings: SearchSettings) -> str:
+    training = (
+        f"{settings.epochs} epochs on {settings.train_limit or 'all'} training images, batch {settings.batch_size}, "
+        f"lr {settings.lr}, pruner {settings.pruner}"
+    )
+    if settings.mode == "zeroshot":
+        return f"zeroshot (proxy {settings.proxy}, no training)"
+    if settings.mode == "multishot":
+        return f"multishot ({training})"
+    return f"hybrid (proxy {settings.proxy} screens, top 1/{settings.screen_ratio} trained: {training})"
+
+
+def _objectives(settings: SearchSettings) -> list[str]:
+    first = f"maximise proxy {settings.proxy}" if settings.mode == "zeroshot" else "maximise validation accuracy"
+    return [first, "minimise latency_ms"] + (["minimise peak memory"] if settings.memory_objective else [])
+
+
+def _trials_section(rows: list[TrialRow]) -> list[str]:
+    counts = Counter(row.state for row in rows)
+    listed = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts[s])
+    trained = [row for row in rows if row.trained]
+    breaking = sum(row.violates_budget for row in trained)
+    share = f"{breaking / len(trained):.1%}" if trained else "n/a"
+    finished = [row.seconds for row in rows if row.seconds is not None]
+    return [
+        "## Trials",
+        "",
+        f"{len(rows)} trials: {listed or 'none'}.",
+        f"Trained candidates that break a budget: {breaking} of {len(trained)} ({share}).",
+        f"Trial time: {sum(finished):.0f} s in total.",
+        "",
+    ]
+
+
+def _pareto_table(front: list[ParetoPoint], value_name: str) -> list[str]:
+    if not front:
+        return ["No feasible trial has finished yet."]
+    header = f"| trial | arch id | {value_name} | test acc | latency ms | params | peak KiB | blocks |"
+    lines = [header, "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for p in front:
+        test = f"{p.test_accuracy:.4f}" if p.test_accuracy is not None else "-"
+        lines.append(
+            f"| {p.trial} | [{p.arch.arch_id}](pareto/{p.arch.arch_id}.yaml) | {p.value:.4f} | {test} | "
+            f"{p.latency_ms:.4f} | {p.params:,} | {p.peak_memory_kib:.1f} | `{p.arch.block_string()}` |"
+        )
+    return lines
+
+
+def best_vs_baseline(front: list[ParetoPoint], baseline: dict | None) -> dict[str, ParetoPoint | None]:
+    """The most accurate Pareto point, and the fastest one at least as accurate as the baseline."""
+    best = max(front, key=lambda p: (p.value, -p.latency_ms)) if front else None
+    matching = None
+    if baseline is not None and baseline.get("value") is not None:
+        candidates = [p for p in front if p.value >= baseline["value"]]
+        matching = min(candidates, key=lambda p: p.latency_ms) if candidates else None
+    return {"best": best, "fastest_matching": matching}
+
+
+def _baseline_section(
+    front: list[ParetoPoint], baseline: dict | None, settings: SearchSettings, value_name: str
+) -> list[str]:
+    if baseline is None:
+        return ["No baseline was evaluated (`--no-baseline`)."]
+    picks = best_vs_baseline(front, baseline)
+    lines = [f"| network | {value_name} | latency ms | params | peak KiB |", "|---|---:|---:|---:|---:|"]
+    lines.append(
+        f"| baseline.yaml ({baseline['arch_id']}) | {baseline['value']:.4f} | {baseline['latency_ms']:.4f} | "
+        f"{baseline['params']:,} | {baseline['peak_memory_kib']:.1f} |"
+    )
+    for label, point in (("most accurate", picks["best"]), ("fastest at >= baseline", picks["fastest_matching"])):
+        if point is not None:
+            lines.append(
+                f"| {label} (trial {point.trial}) | {point.value:.4f} | {point.latency_ms:.4f} | "
+                f"{point.params:,} | {point.peak_memory_kib:.1f} |"
+            )
+    lines.append("")
+    if baseline.get("violations"):
+        lines.append(f"The baseline itself breaks the budgets: {baseline['violations']}.")
+    match = picks["fastest_matching"]
+    if match is not None:
+        cut = 1 - match.latency_ms / baseline["latency_ms"]
+        lines.append(
+            f"At no loss of {value_name}, the search cuts latency by {cut:.0%} "
+            f"({baseline['latency_ms']:.4f} -> {match.latency_ms:.4f} ms on {settings.device})."
+        )
+    elif front:
+        lines.append(f"No Pareto architecture reaches the baseline's {value_name} yet.")
+    return lines

@@ -1,0 +1,341 @@
+"""``run_search``: the whole search, top to bottom.
+
+settings -> space (at the device's P) -> data -> budgets reachable?
+         -> storage + study (resume: interrupted trials failed and retried once)
+         -> evaluator (zeroshot | multishot | hybrid) -> baseline, once per study
+         -> study.optimize(Objective) until the study holds `trials` finished candidates
+         -> results/<study>/: trials.csv, pareto.json + pareto/*.yaml, pareto.png, report.md
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+
+from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
+from nas.search.modes import DataCache, Evaluator, make_evaluator
+from nas.search.objective import CandidateFailed, Objective
+from nas.search.results import BASELINE_ATTR, ParetoPoint, write_results
+from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
+from nas.search.settings import SearchSettings
+from nas.search.study import (
+    TPE_STARTUP_TRIALS,
+    make_sampler,
+    make_storage,
+    open_fidelity_study,
+    open_study,
+    sampler_seed,
+)
+from search_spaces import ArchConfig, SearchSpace, baseline_arch, load_space
+
+__all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
+
+logger = logging.getLogger(__name__)
+
+# A simulated device has no saved estimator on a fresh checkout; profiling it takes seconds.
+SIM_PROFILE_SAMPLES = 400
+PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
+
+
+@dataclass(frozen=True, eq=False)
+class SearchResult:
+    study: optuna.Study
+    pareto: list[ParetoPoint]  # feasible, non-dominated, one per architecture, by latency
+    results_dir: Path
+    settings: SearchSettings
+
+
+def run_search(
+    *,
+    space: str | Path,
+    device: str,
+    dataset: str,
+    study: str = "edgenas",
+    trials: int = 60,
+    strategy: str = "evolution",
+    mode: str = "hybrid",
+    latency_budget_ms: float | None = None,
+    max_params: int | None = None,
+    max_peak_memory_kb: float | None = None,
+    memory_objective: bool = False,
+    seed: int = 0,
+    storage: str | None = None,
+    results_dir: str | Path = "results",
+    data_dir: str | Path | None = None,
+    population_size: int = 16,
+    mutation_prob: float | None = None,
+    crossover_prob: float = 0.9,
+    feasible_start: bool = True,
+    epochs: int = 3,
+    train_limit: int | None = 768,
+    batch_size: int = 64,
+    lr: float = 0.1,
+    pruner: str = "successive-halving",
+    proxy: str | None = None,
+    screen_ratio: int = 4,
+    threads: int | None = 1,
+    heartbeat_s: int = 10,
+    baseline: bool = True,
+    warm_start: Sequence[ArchConfig] = (),
+    progress: bool = False,
+) -> SearchResult:
+    """Search ``space`` for accurate networks that are fast on ``device``; returns the study and its Pareto front.
+
+    Running it again with the same ``study`` (and ``results_dir``/``storage``)
+    resumes: trials already finished are kept, an interrupted one is retried
+    once, and the run stops when the study holds ``trials`` finished candidates.
+    Every argument is described in :class:`nas.search.SearchSettings` (same
+    names and defaults); ``proxy=None`` picks ``nas.proxies.DEFAULT_PROXY``.
+    ``warm_start`` architectures are queued as the first new trials.
+    ``progress`` shows a progress bar on stderr.
+
+    Raises :class:`SearchError` (and other one-line ``EdgeNasError``) for bad
+    settings: unknown strategy, mode, device or dataset, a budget <= 0 or one
+    that even the smallest candidates break, a study created with other settings.
+    """
+    options = {k: v for k, v in locals().items() if k not in ("warm_start", "progress")}
+    options.update(space=str(space), results_dir=str(results_dir), data_dir=None if data_dir is None else str(data_dir))
+    if options["proxy"] is None:
+        del options["proxy"]
+    settings = SearchSettings(**options)
+    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
+    return run_with_latency_fn(
+        settings,
+        latency_fn=latency_fn,
+        dtype_bytes=dtype_bytes,
+        parallelism_factor=parallelism_factor,
+        warm_start=warm_start,
+        progress=progress,
+    )
+
+
+def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
+    """(batched latency function, activation bytes of the device's data type, parallelism factor P)."""
+    from latency_estimator import get_device
+
+    profile = get_device(device).profile
+    dtype_bytes = int(profile.settings.get("dtype_bytes", 4))
+    estimator = _load_or_build_estimator(device, simulated=profile.device == "sim-npu")
+    return estimator.predict_many, dtype_bytes, profile.parallelism_factor
+
+
+def _load_or_build_estimator(device: str, *, simulated: bool):
+    from latency_estimator import EstimatorError
+    from latency_estimator.profiling import build_estimator
+    from latency_estimator.regressor import default_estimator_dir, load_estimator
+
+    folder = default_estimator_dir(device)
+    if folder.exists() or not simulated:
+        try:
+            return load_estimator(device)
+        except EstimatorError as exc:
+            raise SearchError(f"{exc} (build it with `edgenas latency build --device {device}`)") from None
+    logger.info("no estimator for %s in %s: profiling the simulated device and training one", device, folder)
+    return build_estimator(device, samples=SIM_PROFILE_SAMPLES)
+
+
+def run_with_latency_fn(
+    settings: SearchSettings,
+    *,
+    latency_fn: LatencyFn,
+    dtype_bytes: int,
+    parallelism_factor: int,
+    warm_start: Sequence[ArchConfig] = (),
+    progress: bool = False,
+) -> SearchResult:
+    """:func:`run_search` with the latency source given (tests pass a stand-in)."""
+    space = load_space(settings.space, parallelism_factor=parallelism_factor)
+    data = DataCache(settings)
+    _check_fits(space, data, settings)
+    check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
+    study, storage, fidelity = _open_studies(settings)
+    reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
+    _queue_known(study, space, settings, warm_start, reference)
+    evaluator = make_evaluator(settings, data, fidelity, reference)
+    evaluator.prepare(study)
+    if settings.baseline and BASELINE_ATTR not in study.user_attrs:
+        _evaluate_baseline(study, settings, evaluator, latency_fn, dtype_bytes, parallelism_factor, space)
+    objective = Objective(
+        space=space,
+        budgets=settings.budgets,
+        latency_fn=latency_fn,
+        dtype_bytes=dtype_bytes,
+        evaluator=evaluator,
+        memory_objective=settings.memory_objective,
+    )
+    extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
+    _optimize(study, storage, objective, settings, extra, progress)
+    front = write_results(study, settings, extra=extra)
+    return SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+
+
+def _open_studies(settings: SearchSettings) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
+    """The study (interrupted trials failed and queued for their retry) and, when training, its fidelity study."""
+    storage, where = make_storage(settings)
+    study = open_study(settings, storage, optuna.samplers.RandomSampler())
+    logger.info("study %r in %s", settings.study, where)
+    study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)))
+    recover_interrupted(study, storage)
+    if not settings.trains:
+        return study, storage, None
+    fidelity = open_fidelity_study(settings, _plain_storage(settings, storage))
+    fail_orphaned_fidelity_trials(fidelity, study, storage)
+    return study, storage, fidelity
+
+
+def _queue_known(
+    study: optuna.Study,
+    space: SearchSpace,
+    settings: SearchSettings,
+    warm_start: Sequence[ArchConfig],
+    reference: Callable[[int], list[ArchConfig]],
+) -> None:
+    """Warm-start architectures first; a new study under budgets starts from feasible random ones."""
+    fresh = not study.trials
+    if warm_start:
+        enqueue_archs(study, space, warm_start, source="warm start")
+    if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
+        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible random start")
+
+
+def _plain_storage(settings: SearchSettings, storage):
+    """The same storage without heartbeat (a journal has none; an RDB URL is opened once more)."""
+    return make_storage(settings, heartbeat=False)[0] if isinstance(storage, optuna.storages.RDBStorage) else storage
+
+
+def population_size_of(settings: SearchSettings) -> int:
+    """Trials the sampler draws at random before it learns: NSGA-II's first generation, TPE's start-up trials."""
+    return settings.population_size if settings.strategy == "evolution" else TPE_STARTUP_TRIALS
+
+
+def _check_fits(space: SearchSpace, data: DataCache, settings: SearchSettings) -> None:
+    dataset = data.dataset(space.resolution[0])
+    if (space.input_channels, space.head.num_classes) != (dataset.channels, dataset.num_classes):
+        raise SearchError(
+            f"{space.source} takes {space.input_channels}-channel images into {space.head.num_classes} classes, "
+            f"but dataset {settings.dataset!r} has {dataset.channels} channel(s) and {dataset.num_classes} classes"
+        )
+
+
+def _feasible_sampler(space: SearchSpace, budgets: Budgets, latency_fn: LatencyFn, dtype_bytes: int, seed: int):
+    """``count -> up to count distinct random architectures within the budgets`` (the same ones for a seed)."""
+
+    def sample(count: int) -> list[ArchConfig]:
+        rng = np.random.default_rng(seed + 1)
+        return feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
+
+    return sample
+
+
+def _evaluate_baseline(
+    study: optuna.Study,
+    settings: SearchSettings,
+    evaluator: Evaluator,
+    latency_fn: LatencyFn,
+    dtype_bytes: int,
+    parallelism_factor: int,
+    space: SearchSpace,
+) -> None:
+    """Score or train baseline.yaml once per study, with the search's own recipe (no pruning)."""
+    arch = baseline_arch(parallelism_factor=parallelism_factor)
+    if (arch.input_channels, arch.head.num_classes) != (space.input_channels, space.head.num_classes):
+        logger.warning("baseline.yaml does not fit %s; no baseline in the report", space.source)
+        return
+    measured = measure([arch], latency_fn, dtype_bytes=dtype_bytes)[0]
+    logger.info("evaluating the baseline %s", arch.arch_id)
+    values = evaluator.reference(arch)
+    study.set_user_attr(
+        BASELINE_ATTR,
+        {
+            "arch_id": arch.arch_id,
+            "block_string": arch.block_string(),
+            **values,
+            "latency_ms": measured.latency_ms,
+            "params": measured.params,
+            "peak_memory_kib": measured.peak_memory_kib,
+            "violations": "; ".join(v.describe() for v in settings.budgets.violations(measured)),
+        },
+    )
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Finished candidates: every trial edgenas gave an outcome (interrupted ones, retried, do not count)."""
+    return sum("outcome" in t.user_attrs and t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+def pending_retries(study: optuna.Study) -> int:
+    """Interrupted architectures still waiting for their one retry."""
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return sum("failed_trial" in t.system_attrs for t in waiting)
+
+
+def finished(study: optuna.Study, settings: SearchSettings) -> bool:
+    """The run ends at the target, once no interrupted architecture waits for its retry.
+
+    Optuna runs queued trials oldest first, so a retry may come after
+    architectures queued earlier (the feasible start); they run too.
+    """
+    return counted_trials(study) >= settings.trials and not pending_retries(study)
+
+
+def _optimize(
+    study: optuna.Study, storage, objective: Objective, settings: SearchSettings, extra: dict[str, Any], progress: bool
+) -> None:
+    if finished(study, settings):
+        logger.info(
+            "study %r already holds %d finished trials; raise `trials` to go on", settings.study, settings.trials
+        )
+        return
+    callbacks = _Callbacks(study, storage, settings, extra, progress)
+    try:
+        # No n_trials: the callback stops the run when the study (all workers together) reaches the target.
+        study.optimize(objective, catch=(CandidateFailed,), callbacks=[callbacks])
+    finally:
+        callbacks.close()
+
+
+class _Callbacks:
+    """After each trial: stop at the target, recover interrupted trials, rewrite results, update the bar."""
+
+    def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
+        self.storage, self.settings, self.extra = storage, settings, extra
+        self.last_plot = time.monotonic()
+        self.bar = _progress_bar(settings, counted_trials(study)) if progress else None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        recover_interrupted(study, self.storage)
+        done = counted_trials(study)
+        if finished(study, self.settings):
+            study.stop()
+        plot = time.monotonic() - self.last_plot > PLOT_EVERY_S
+        front = write_results(study, self.settings, plot=plot, extra=self.extra)
+        if plot:
+            self.last_plot = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(_best_so_far(front), refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_bar(settings: SearchSettings, done: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=settings.trials, initial=done, desc=f"search {settings.study}", unit="trial", dynamic_ncols=True)
+
+
+def _best_so_far(front: list[ParetoPoint]) -> str:
+    if not front:
+        return "best: none feasible yet"
+    best = max(front, key=lambda p: p.value)
+    return f"best {best.value:.4g} @ {best.latency_ms:.3f} ms, Pareto {len(front)}"

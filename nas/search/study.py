@@ -1,0 +1,182 @@
+"""The Optuna side: storage, study (objectives, settings check on resume), samplers and pruners.
+
+Objectives: maximise the first value (validation accuracy, or the proxy score
+in zeroshot mode), minimise estimated latency, optionally minimise peak
+activation memory. Budgets are constraints (``trial.set_constraint``), which
+NSGA-II (constrained domination) and TPE (infeasible trials ranked below
+feasible ones by total violation) read without further wiring.
+
+Optuna does not report intermediate values of multi-objective trials to a
+pruner, so multishot training reports each epoch to a companion
+single-objective study, ``<study>.fidelity``, in the same storage; its
+pruner (successive halving, Hyperband, median) decides for all workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from nas.search.budgets import SearchError
+from nas.search.resume import retry_interrupted
+from nas.search.settings import SearchSettings
+
+__all__ = [
+    "SETTINGS_ATTR",
+    "fidelity_study_name",
+    "make_pruner",
+    "make_sampler",
+    "make_storage",
+    "metric_names",
+    "open_fidelity_study",
+    "open_study",
+    "sampler_seed",
+]
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_ATTR = "edgenas.settings"
+TPE_STARTUP_TRIALS = 10  # Optuna's default: random trials before TPE models the good and the bad
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError, ValueError, OSError)
+
+
+def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[BaseStorage, str]:
+    """The storage and its description: ``scheme://...`` is an RDB URL, anything else a journal file.
+
+    Default: SQLite at ``results/<study>/study.db``. RDB storages run Optuna's
+    heartbeat, so a trial whose worker died is failed and retried once;
+    ``heartbeat=False`` opens the same database without it (for the fidelity
+    study, whose trials are asked and told, not run by ``optimize``).
+    """
+    url = settings.storage
+    if url is None:
+        settings.study_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{settings.study_dir / 'study.db'}"
+    if "://" not in url:
+        return _journal_storage(Path(url)), f"journal file {url}"
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
+            beat = {
+                "heartbeat_interval": settings.heartbeat_s,
+                "grace_period": 2 * settings.heartbeat_s,
+                "heartbeat_stale_trial_callback": retry_interrupted,
+            }
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **(beat if heartbeat else {}))
+    except STORAGE_ERRORS + _sqlalchemy_errors() as exc:
+        raise SearchError(f"cannot open storage {url!r}: {_one_line(exc)}") from None
+    return storage, url
+
+
+def _journal_storage(path: Path) -> JournalStorage:
+    if not path.parent.is_dir():
+        raise SearchError(f"{path}: the journal file's folder does not exist")
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except STORAGE_ERRORS as exc:
+        raise SearchError(f"cannot open journal storage {path}: {_one_line(exc)}") from None
+
+
+def _sqlalchemy_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return ()
+    return (SQLAlchemyError,)
+
+
+def metric_names(settings: SearchSettings) -> list[str]:
+    first = f"proxy_{settings.proxy}" if settings.mode == "zeroshot" else "val_accuracy"
+    return [first, "latency_ms"] + (["peak_memory_kib"] if settings.memory_objective else [])
+
+
+def open_study(settings: SearchSettings, storage: BaseStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create the study, or load it and check it was made with the same defining settings."""
+    directions = ["maximize", "minimize"] + (["minimize"] if settings.memory_objective else [])
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if settings.study in existing:
+        study = optuna.load_study(study_name=settings.study, storage=storage, sampler=sampler)
+        _check_same_settings(study, settings)
+        logger.info("resuming study %r: %d trials so far", settings.study, len(study.trials))
+        return study
+    study = optuna.create_study(
+        study_name=settings.study, storage=storage, sampler=sampler, directions=directions, load_if_exists=True
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(settings))
+    study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
+    return study
+
+
+def _check_same_settings(study: optuna.Study, settings: SearchSettings) -> None:
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        raise SearchError(f"study {settings.study!r} exists in the storage but was not created by edgenas search")
+    previous = SearchSettings(**stored).defining()
+    changed = {k: (previous[k], v) for k, v in settings.defining().items() if previous.get(k) != v}
+    if changed:
+        diffs = ", ".join(f"{k}: study has {old!r}, got {new!r}" for k, (old, new) in changed.items())
+        raise SearchError(f"study {settings.study!r} was created with other settings ({diffs}); use another --study")
+
+
+def fidelity_study_name(study_name: str) -> str:
+    return f"{study_name}.fidelity"
+
+
+def open_fidelity_study(settings: SearchSettings, storage: BaseStorage) -> optuna.Study:
+    """The single-objective study that multishot training reports its epochs to (``storage``: no heartbeat)."""
+    return optuna.create_study(
+        study_name=fidelity_study_name(settings.study),
+        storage=storage,
+        direction="maximize",
+        pruner=make_pruner(settings),
+        sampler=optuna.samplers.RandomSampler(seed=settings.seed),  # it has no parameters to sample
+        load_if_exists=True,
+    )
+
+
+def sampler_seed(settings: SearchSettings, trials_so_far: int) -> int:
+    """Seed of this run's sampler: a resumed run must not replay the first run's random proposals.
+
+    With an explicit ``--storage`` several workers may start together on the
+    same study; their process ids keep them from proposing identical candidates.
+    """
+    salt = [settings.seed, trials_so_far] + ([os.getpid()] if settings.storage is not None else [])
+    return int(np.random.SeedSequence(salt).generate_state(1)[0])
+
+
+def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+    if settings.strategy == "evolution":
+        return optuna.samplers.NSGAIISampler(
+            population_size=settings.population_size,
+            mutation_prob=settings.mutation_prob,
+            crossover_prob=settings.crossover_prob,
+            seed=seed,
+        )
+    if settings.strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
+    """Epoch-level pruners; resource = epochs of the multishot budget."""
+    if settings.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=settings.epochs, reduction_factor=3)
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,138 @@
+"""Search pieces that need no training: budgets, settings, samplers, warm-start queueing, result rows."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import optuna
+import pytest
+
+from nas.search import Budgets, Measured, SearchError, SearchSettings, enqueue_archs, run_search
+from nas.search.budgets import check_reachable, feasible_archs, measure
+from nas.search.results import settings_command
+from nas.search.study import make_pruner, make_sampler
+from search_spaces import count_arch, load_space, shipped_space_path
+
+
+def analytic_latency(archs):
+    """A stand-in latency (ms) that grows with MACs, for tests of the budget logic alone."""
+    return np.array([count_arch(arch).macs / 1e8 for arch in archs])
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space(shipped_space_path("combined"))
+
+
+def test_budgets_turn_into_relative_constraints():
+    budgets = Budgets(latency_ms=0.5, max_params=1000, max_peak_memory_kb=2.0)
+    measured = Measured(latency_ms=0.25, params=1500, peak_activation_bytes=2048)
+    assert budgets.constraints(measured) == pytest.approx({"latency": -0.5, "params": 0.5, "peak_memory": 0.0})
+    (violation,) = budgets.violations(measured)
+    assert violation.budget == "params"
+    assert violation.describe() == "params 1,500 params > budget 1,000 params (+50%)"
+
+
+def test_unset_budgets_are_not_constraints():
+    assert Budgets(max_params=10).constraints(Measured(1.0, 5, 10)) == {"params": -0.5}
+    assert not Budgets().any()
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "max_params", "max_peak_memory_kb"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan")])
+def test_a_budget_must_be_positive(field, value):
+    with pytest.raises(SearchError, match=f"budget `{field}` must be a positive number"):
+        Budgets(**{field: value})
+
+
+def test_an_unreachable_budget_says_so(space):
+    budgets = Budgets(max_params=1000)
+    with pytest.raises(
+        SearchError, match=r"params budget 1,000 params is unreachable in .*combined.yaml: the smallest"
+    ):
+        check_reachable(space, budgets, analytic_latency, dtype_bytes=1, samples=16)
+
+
+def test_a_reachable_budget_reports_the_feasible_share(space):
+    share = check_reachable(space, Budgets(latency_ms=10.0), analytic_latency, dtype_bytes=1, samples=16)
+    assert share == 1.0
+
+
+def test_feasible_archs_repair_into_a_tight_budget(space):
+    budgets = Budgets(max_params=300_000, max_peak_memory_kb=256)
+    rng = np.random.default_rng(0)
+    archs = feasible_archs(space, budgets, analytic_latency, dtype_bytes=1, count=3, rng=rng)
+    assert archs, "the combined space has networks under 300k parameters"
+    assert len({a.arch_id for a in archs}) == len(archs)
+    for measured in measure(archs, analytic_latency, dtype_bytes=1):
+        assert not budgets.violations(measured)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("strategy", "annealing", "unknown strategy 'annealing'; allowed: evolution, tpe, random"),
+        ("mode", "oneshot", "unknown mode 'oneshot'; allowed: multishot, zeroshot, hybrid"),
+        ("pruner", "asha", "unknown pruner 'asha'"),
+        ("trials", 0, "`trials >= 1` must hold"),
+        ("population_size", 1, "`population_size >= 2` must hold"),
+        ("mutation_prob", 1.5, "`mutation_prob` None or in"),
+        ("screen_ratio", 0, "`screen_ratio >= 1` must hold"),
+        ("latency_budget_ms", 0.0, "budget `latency_ms` must be a positive number"),
+        ("study", "a/b", "`study` a non-empty name"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(field, value, message):
+    with pytest.raises(SearchError, match=message) as info:
+        SearchSettings(space="s.yaml", device="sim-npu-p32", dataset="digits", **{field: value})
+    assert "\n" not in str(info.value)
+
+
+def test_run_search_defaults_are_the_settings_defaults():
+    """run_search documents its keywords by SearchSettings: the two must not drift apart."""
+    signature = inspect.signature(run_search)
+    defaults = SearchSettings(space="", device="", dataset="")
+    for name, parameter in signature.parameters.items():
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+        if name in ("warm_start", "progress", "space", "device", "dataset"):
+            continue
+        expected = getattr(defaults, name)
+        if name == "proxy":
+            assert parameter.default is None  # None = DEFAULT_PROXY
+        else:
+            assert parameter.default == expected, name
+    assert set(SearchSettings.__dataclass_fields__) <= set(signature.parameters)
+
+
+def test_settings_command_names_the_cli_flags():
+    settings = SearchSettings(
+        space="search_spaces/combined.yaml", device="sim-npu-p32", dataset="digits", study="x", max_params=300000
+    )
+    command = settings_command(settings)
+    assert command.startswith("edgenas search --space search_spaces/combined.yaml --device sim-npu-p32")
+    assert "--study x" in command and "--max-params 300000" in command and "--trials" not in command
+
+
+def test_samplers_and_pruners_by_name():
+    base = {"space": "s", "device": "d", "dataset": "digits"}
+    evolution = make_sampler(SearchSettings(**base, population_size=8, mutation_prob=0.2), seed=0)
+    assert isinstance(evolution, optuna.samplers.NSGAIISampler)
+    assert isinstance(make_sampler(SearchSettings(**base, strategy="tpe"), seed=0), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(SearchSettings(**base, strategy="random"), seed=0), optuna.samplers.RandomSampler)
+    assert isinstance(make_pruner(SearchSettings(**base)), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner(SearchSettings(**base, pruner="hyperband")), optuna.pruners.HyperbandPruner)
+
+
+def test_enqueued_archs_become_the_next_trials(space):
+    """The warm-start hook: known architectures are proposed first, with the space's real parameters."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng) for _ in range(2)]
+    other = load_space(shipped_space_path("baseline"))
+    outside = other.resolve({name: c[0] for name, c in other.parameters().items()})
+    assert enqueue_archs(study, space, [*archs, outside], source="test") == 2
+    for arch in archs:
+        trial = study.ask()
+        assert space.suggest(trial) == arch
+        study.tell(trial, [0.0, 0.0])
