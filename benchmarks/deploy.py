@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -107,10 +108,10 @@ def tvm_step(folder: Path, trials: int) -> dict:
     return result
 
 
-def run(work_dir: Path, trial_budgets: list[int]) -> Iterator[dict[str, dict[str, dict]]]:
+def run(work_dir: Path, trial_budgets: list[int]) -> Iterator[dict[str, dict]]:
     """Run (or reuse) every step; yields the table so far after each TVM step."""
     cache = Cache(work_dir / "results.json")
-    table: dict[str, dict[str, dict]] = {}
+    table: dict[str, dict] = {}
     for label, arch in networks().items():
         folder = work_dir / arch.arch_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -121,26 +122,26 @@ def run(work_dir: Path, trial_budgets: list[int]) -> Iterator[dict[str, dict[str
         for trials in [0, *trial_budgets]:
             key = "tvm-untuned" if trials == 0 else f"tvm-tuned-{trials}"
             rows[key] = cache.step(f"{arch.arch_id}/{key}", lambda f=folder, t=trials: tvm_step(f, t))
-            table[f"{label}|{arch.arch_id}|{arch.block_string()}"] = rows
+            table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
             yield table
 
 
-def write_markdown(path: Path, table: dict[str, dict[str, dict]], command: str, trial_budgets: list[int]) -> None:
+def write_markdown(path: Path, table: dict[str, dict], command: str, trial_budgets: list[int]) -> None:
     lines = [
         f"# Deploy: ONNX Runtime vs TVM on {TARGET}, batch 1, {THREADS} thread",
         "",
         f"Regenerate: `{command}` (resumable; caches each step in the work dir).",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores; TVM target `llvm -mcpu=<host>`, "
+        f"Latency in ms. Machine: {_cpu_name()}, {os.cpu_count()} logical cores; TVM target `llvm -mcpu=<host>`, "
         f"num-cores {THREADS}. Latency: median of {REPEATS} samples of >= {MIN_SAMPLE_MS:.0f} ms each. "
         "Weights untrained (latency does not depend on them). `load` is the 1-minute load average while the "
         "step ran: this machine is shared, so figures taken under load are noisy.",
         "",
-        "| network | runtime | latency ms | / ORT | tuning wall s | tasks | compile s | artifact | load |",
+        "| network | runtime | ms | / ORT | tuning s | tasks x trials (measured) | compile s | artifact | load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, rows in table.items():
-        label, arch_id, _ = name.split("|")
+    for arch_id, entry in table.items():
+        label, rows = entry["label"], entry["rows"]
         ort_ms = rows["onnxruntime"]["latency_ms"]
         onnx_kib = rows["onnx"]["onnx_bytes"] / 1024
         lines.append(
@@ -151,16 +152,17 @@ def write_markdown(path: Path, table: dict[str, dict[str, dict]], command: str, 
             if key in rows:
                 lines.append(_tvm_row(key, rows[key], ort_ms))
     lines += ["", "Networks:", ""]
-    lines += [f"- `{name.split('|')[1]}` {name.split('|')[0]}: `{name.split('|')[2]}`" for name in table]
+    lines += [f"- `{arch_id}` {entry['label']}: `{entry['block_string']}`" for arch_id, entry in table.items()]
     lines += ["", _notes()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
 def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
-    runtime = "TVM untuned" if key == "tvm-untuned" else f"TVM tuned, {key.rsplit('-', 1)[1]} trials"
+    trials = 0 if key == "tvm-untuned" else int(key.rsplit("-", 1)[1])
+    runtime = "TVM untuned" if trials == 0 else f"TVM tuned, {trials} trials"
     tuning = f"{row['tuning_seconds']:.0f}" if "tuning_seconds" in row else ""
-    tasks = str(row.get("tasks", ""))
+    tasks = f"{row['tasks']} x {math.ceil(trials / row['tasks'])} ({row['measured']})" if "tasks" in row else ""
     return (
         f"| | {runtime} | {row['latency_ms']:.3f} | {row['latency_ms'] / ort_ms:.2f} | {tuning} | {tasks} "
         f"| {row['compile_seconds']:.0f} | {row['library_bytes'] / 1024:.0f} KiB .so | {row['load_avg_1min']:.1f} |"
@@ -169,7 +171,10 @@ def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
 
 def _notes() -> str:
     return (
-        "Tuning: MetaSchedule, trials spread evenly over the model's tasks (fused TIR functions), "
+        "Tuning: MetaSchedule, trials spread evenly over the model's tasks (fused TIR functions), at least one "
+        "per task, so a small budget is rounded up; `measured` counts the candidates that built and ran. "
+        "The first tuning in a process also pays ~20-60 s for MetaSchedule's start-up (parsing its "
+        "tensor intrinsics). "
         "candidates built in-process and measured with 1 TVM thread; the evolutionary search population "
         "scales with the per-task budget (see `deploy/tuning.py`). `/ ORT` < 1 means TVM is faster."
     )
@@ -192,7 +197,6 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="forget cached steps and start over")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("tvm").setLevel(logging.WARNING)  # MetaSchedule's per-round tables go to its log files
     budgets = args.trials or ([20, 40] if args.quick else [200, 1000])
     suffix = "-quick" if args.quick else ""
     work_dir = args.work_dir or Path("build") / f"bench-deploy{suffix}"

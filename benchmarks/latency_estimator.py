@@ -83,9 +83,11 @@ def main() -> int:
     state = State(work / "state.json")
     build(device, state, work / "estimator", samples=samples, networks=networks, seed=args.seed)
     estimator = LatencyEstimator.load(work / "estimator", device=device.name, profile=device.profile.to_dict())
+    load_before = load_average()
     evaluation = evaluate_estimator(
         estimator, device, models=models, seed=args.seed + 1, measurements=work / "evaluation-measured.csv"
     )
+    state.set("evaluation_load", [load_before, load_average()])
     throughput = state.get("throughput") or state.set("throughput", measure_throughput(work / "estimator", args.seed))
     command = f"python benchmarks/latency_estimator.py --device {device.name} --samples {samples} --models {models}"
     command += f" --networks {networks}" + (f" --seed {args.seed}" if args.seed else "")
@@ -116,6 +118,7 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
     if state.get("build"):
         return
     start = time.perf_counter()
+    state.set("build_load", [load_average()])
     try:
         dataset = profile_device(device, samples=samples, directory=directory, networks=networks, seed=seed)
         profiled = time.perf_counter()
@@ -137,8 +140,14 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
             "candidates": meta["training"]["candidates"],
             "overhead": meta["overhead"],
             "measured_on": MeasurementDataset.load(directory).metadata.get("cpu_model"),
+            "load": [*state.get("build_load"), load_average()],
         },
     )
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other processes' load inflates real timings, so the report states it."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def measure_throughput(directory: Path, seed: int) -> dict[str, float]:
@@ -176,6 +185,7 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
         f"Regenerate: `{command}`",
         f"(add `--fresh` to rebuild from scratch; the data lie in `results/latency-estimator-{name}/`).",
         "",
+        *load_lines(state),
         "## Targets",
         "",
         "| target | figure | met |",
@@ -212,6 +222,16 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
     path = RESULTS / f"latency-estimator-{name}.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def load_lines(state: dict) -> list[str]:
+    """The machine's load while it measured (a timed device is only as steady as its machine)."""
+    build, evaluation = state["build"].get("load"), state.get("evaluation_load")
+    if not (build or evaluation):  # a state written before loads were recorded
+        return []
+    figures = f"build {build[0]} → {build[1]}" if build else "build not recorded"
+    figures += f", evaluation {evaluation[0]} → {evaluation[1]}" if evaluation else ""
+    return [f"1-minute load average on {os.cpu_count()} cores while measuring: {figures}.", ""]
 
 
 def target_rows(name: str, setup: dict, metrics, build_info: dict, throughput: dict) -> list[str]:

@@ -213,34 +213,15 @@ def run(args: argparse.Namespace) -> None:
     config = TrainConfig(
         epochs=RECIPE.epochs, batch_size=RECIPE.batch_size, lr=RECIPE.lr, seed=args.seed, threads=args.threads
     )
-    meta = {
-        "command": "python benchmarks/zero_shot_proxies.py"
-        + (f" --archs {args.archs}" if args.archs != 51 else "")
-        + (f" --max-macs-ratio {args.max_macs_ratio}" if args.max_macs_ratio != 2.0 else ""),
-        "resampled": resampled,
-        "max_macs_ratio": args.max_macs_ratio,
-        "recipe": f"{config.epochs} epochs on {len(dataset.train)} images, batch {config.batch_size}, lr {config.lr}",
-        "eval_images": len(dataset.val) + len(dataset.test),
-        "seed": args.seed,
-        "proxy_batches": f"{len(batches.batches)} batches of {len(batches.batches[0][1])} training images",
-    }
+    meta = describe_run(args, resampled, dataset, batches, config)
     torch.set_num_threads(args.threads)  # proxies too: extra threads on a shared CPU only spin
     for i, (space, arch) in enumerate(archs):
-        if arch.arch_id in records:
-            if records[arch.arch_id].get("proxy_threads") != args.threads:
-                score_proxies(records[arch.arch_id], arch, batches, args.seed)  # timed under other settings
-            continue
-        records[arch.arch_id] = measure_arch(space, arch, dataset, batches, config)
-        r = records[arch.arch_id]
-        logger.info(
-            "%d/%d %s %s acc %.3f (%.0f s)",
-            i + 1,
-            len(archs),
-            space,
-            r["arch_id"],
-            r["accuracy"],
-            r["train_cpu_seconds"],
-        )
+        record = records.get(arch.arch_id)
+        if record is None:
+            record = records[arch.arch_id] = measure_arch(space, arch, dataset, batches, config)
+            logger.info("%d/%d %s %s acc %.3f", i + 1, len(archs), space, arch.arch_id, record["accuracy"])
+        elif record.get("proxy_threads") != args.threads:
+            score_proxies(record, arch, batches, args.seed)  # cached, but timed under other settings
         save_cache(cache_path, records, meta)
     chosen = [records[arch.arch_id] for _, arch in archs]
     meta["train_cpu_s"] = sum(r["train_cpu_seconds"] for r in chosen)
@@ -248,6 +229,21 @@ def run(args: argparse.Namespace) -> None:
     save_cache(cache_path, records, meta)
     (args.results_dir / "zero-shot-proxies.md").write_text(render(chosen, meta))
     print(f"wrote {args.results_dir / 'zero-shot-proxies.md'}")
+
+
+def describe_run(args: argparse.Namespace, resampled: int, dataset, batches, config: TrainConfig) -> dict:
+    options = (f" --archs {args.archs}" if args.archs != 51 else "") + (
+        f" --max-macs-ratio {args.max_macs_ratio}" if args.max_macs_ratio != 2.0 else ""
+    )
+    return {
+        "command": f".venv/bin/python benchmarks/zero_shot_proxies.py{options}",
+        "resampled": resampled,
+        "max_macs_ratio": args.max_macs_ratio,
+        "recipe": f"{config.epochs} epochs on {len(dataset.train)} images, batch {config.batch_size}, lr {config.lr}",
+        "eval_images": len(dataset.val) + len(dataset.test),
+        "seed": args.seed,
+        "proxy_batches": f"{len(batches.batches)} batches of {len(batches.batches[0][1])} training images",
+    }
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ def tune_module(
 
     ``trials`` is the budget for the whole model, spread evenly over its tasks.
     """
-    measurer = measurer or Measurer()
     from tvm.s_tir import meta_schedule as ms
 
+    measurer = measurer or Measurer()
     if trials < 1:
         raise CompileError(f"`tuning trials >= 1` must hold, but got {trials=}")
     start = time.perf_counter()
@@ -125,6 +125,8 @@ def apply_database(mod: Any, *, target: Any, database: str | Path) -> Any:
 def _run_tuner(tasks: list, *, db: Any, db_dir: Path, per_task: int, measurer: Measurer, seed: int) -> None:
     from tvm.s_tir import meta_schedule as ms
 
+    _quiet_meta_schedule_console()
+
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, work_dir=str(db_dir), strategy=_search_strategy(per_task), seed=seed
     )
@@ -159,6 +161,17 @@ def _runner(measurer: Measurer) -> Iterator[Any]:
         tracker_host=host, tracker_port=port, tracker_key=measurer.rpc_key, session_timeout_sec=60
     )
     yield ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
+
+
+def _quiet_meta_schedule_console() -> None:
+    """MetaSchedule prints every round to stdout at DEBUG unless its logger has a level.
+
+    Its per-task logs still go to ``<database>/logs``; the console gets them only when this
+    package's logger is at DEBUG.
+    """
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    if ms_logger.level == logging.NOTSET:
+        ms_logger.setLevel(logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
 
 
 def _search_strategy(per_task: int) -> Any:

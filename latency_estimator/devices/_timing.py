@@ -23,6 +23,14 @@ means the same thing for both.
 whose spread is above ``noise_threshold`` is taken again, up to
 ``max_attempts``; of the attempts, the one with the lowest latency is kept
 (interference only adds time), its spread reported.
+
+What no statistic removes: a neighbour that keeps the caches and memory bus
+busy slows every run for seconds at a time, a whole network (weights in the
+MBs, cold in L2) more than a subgraph looping on hot weights. With two
+memory-heavy jobs on a 2-core VM, the 10th percentile of a 0.3 ms network
+sat 1.3-1.8x above its best for most of a 30 s trace, and two passes over
+105 networks a few seconds apart agreed within ±10 % for only 41-61 % of
+them. Measure on a quiet machine for figures worth keeping.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ PROFILE_KEYS = ("name", "device", "description", "parallelism_factor", "settings
 class Measurement:
     latency_ms: float
     spread: float  # relative dispersion of the timing samples: IQR / median (0.0 for a simulation)
-    repeats: int  # timing samples behind the median (1 for a simulation)
+    repeats: int  # timing samples behind the estimate (1 for a simulation)
     attempts: int = 1  # times the measurement was taken: a noisy one is taken again
 
     def __post_init__(self) -> None:

@@ -56,7 +56,9 @@ def _register_deploy(subparsers: argparse._SubParsersAction) -> None:
     deploy.add_argument("--seed", type=int, default=0, help="seed of the data split and of training")
     deploy.add_argument("--target", default="x86_64", help=f"one of {', '.join(known_targets())} (default x86_64)")
     deploy.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials for the model (0: untuned)")
-    deploy.add_argument("--tuning-db", type=Path, default=None, help="tuning database folder, reused across runs")
+    deploy.add_argument(
+        "--tuning-db", type=Path, default=None, help="tuning database folder, reused across runs; alone: apply it"
+    )
     deploy.add_argument("--threads", type=int, default=1, help="CPU threads for tuning and timing (default 1)")
     deploy.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT", help="TVM RPC tracker of a board")
     deploy.add_argument("--rpc-key", default=None, help="device key of the board registered at the tracker")

@@ -152,15 +152,15 @@ def breakdown_findings(breakdown: Breakdown | None) -> list[Finding]:
     if breakdown is None:
         return []
     change = breakdown.best_total_ms / breakdown.baseline_total_ms - 1.0
-    deltas = [(b - a, label) for label, a, b in zip(breakdown.labels, breakdown.baseline_ms, breakdown.best_ms)]
-    saved = sorted(deltas)[:2]
-    where = " and ".join(f"{label} ({delta * 1000:+.1f} µs)" for delta, label in saved if delta < 0)
+    deltas = sorted((b - a, label) for label, a, b in zip(breakdown.labels, breakdown.baseline_ms, breakdown.best_ms))
+    saved = " and ".join(f"{label} ({d * 1000:+.1f} µs)" for d, label in deltas[:2] if d < 0)
+    spent = " and ".join(f"{label} ({d * 1000:+.1f} µs)" for d, label in reversed(deltas[-2:]) if d > 0)
     text = (
         f"the {breakdown.best_reason} architecture (trial {breakdown.best_trial}) runs {_pct(change)} vs the baseline "
         f"({breakdown.baseline_total_ms:.4f} -> {breakdown.best_total_ms:.4f} ms)"
     )
-    if where:
-        text += f"; most of the time saved is in {where}"
+    text += f"; it saves most in {saved}" if saved else ""
+    text += f"; it spends more in {spent}" if spent else ""
     evidence = "; ".join(
         f"{label}: {a * 1000:.1f} -> {b * 1000:.1f} µs"
         for label, a, b in zip(breakdown.labels, breakdown.baseline_ms, breakdown.best_ms)

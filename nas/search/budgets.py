@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 # Estimated latency in ms of each architecture, in order.
 LatencyFn = Callable[[Sequence[ArchConfig]], np.ndarray]
 KIB = 1024
+SCARCE_SHARE = 0.02  # below this feasible share, warn: most proposals will be budget breakers (instant, untrained)
 REPAIR_STEPS = 64  # a repair that has not fitted after this many changes gives up
 
 
@@ -154,7 +155,8 @@ def check_reachable(
                 f"the smallest of {len(measured)} candidates checked needs {_fmt(best)} {unit}"
             )
     share = sum(not budgets.violations(m) for m in measured[len(smallest) :]) / len(random)
-    logger.info("budgets %s: %.1f%% of %d random candidates are feasible", budgets.describe(), 100 * share, samples)
+    log = logger.warning if share < SCARCE_SHARE else logger.info
+    log("budgets %s: %.1f%% of %d random candidates fit them", budgets.describe(), 100 * share, samples)
     return share
 
 

@@ -20,26 +20,9 @@ def plot_pareto(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    value_key = "proxy_score" if settings.mode == "zeroshot" else "val_accuracy"
-    done = [r for r in rows if r.state == "COMPLETE" and getattr(r, value_key) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(
-        [r.latency_ms for r in done],
-        [getattr(r, value_key) for r in done],
-        s=16,
-        c="tab:blue",
-        alpha=0.6,
-        label="trained, feasible" if settings.trains else "scored, feasible",
-    )
-    if front:
-        ax.step([p.latency_ms for p in front], [p.value for p in front], where="post", c="tab:red", lw=1.5)
-        ax.scatter(
-            [p.latency_ms for p in front], [p.value for p in front], s=36, c="tab:red", label="Pareto front", zorder=3
-        )
-    if baseline is not None:
-        ax.scatter(
-            [baseline["latency_ms"]], [baseline["value"]], marker="*", s=180, c="black", label="baseline", zorder=4
-        )
+    _draw_points(ax, rows, front, settings, baseline)
+    _mark_infeasible(ax, rows)
     _shade_budget(ax, rows, settings)
     ax.set_xlabel(f"estimated latency on {settings.device} (ms)")
     ax.set_ylabel(
@@ -47,12 +30,38 @@ def plot_pareto(
     )
     ax.set_title(f"{settings.study}: {Path(settings.space).name}, {settings.mode}, {settings.strategy}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def _draw_points(ax, rows: list[TrialRow], front: list[ParetoPoint], settings: SearchSettings, baseline) -> None:
+    value_key = "proxy_score" if settings.mode == "zeroshot" else "val_accuracy"
+    done = [r for r in rows if r.state == "COMPLETE" and getattr(r, value_key) is not None]
+    label = "trained, feasible" if settings.trains else "scored, feasible"
+    values = [getattr(r, value_key) for r in done]
+    ax.scatter([r.latency_ms for r in done], values, s=16, c="tab:blue", alpha=0.6, label=label)
+    if front:
+        latencies, values = [p.latency_ms for p in front], [p.value for p in front]
+        ax.step(latencies, values, where="post", c="tab:red", lw=1.5)
+        ax.scatter(latencies, values, s=36, c="tab:red", label="Pareto front", zorder=3)
+    if baseline is not None:
+        label = "baseline" + (" (breaks a budget)" if baseline.get("violations") else "")
+        ax.scatter([baseline["latency_ms"]], [baseline["value"]], marker="*", s=180, c="black", label=label, zorder=4)
+
+
+def _mark_infeasible(ax, rows: list[TrialRow]) -> None:
+    """Budget breakers have no accuracy (never trained): a rug of their latencies along the bottom."""
+    from matplotlib.transforms import blended_transform_factory
+
+    latencies = [r.latency_ms for r in rows if r.state == "INFEASIBLE" and r.latency_ms is not None]
+    if latencies:
+        transform = blended_transform_factory(ax.transData, ax.transAxes)
+        ax.scatter(latencies, [0.03] * len(latencies), transform=transform, marker="x", s=14, c="tab:gray",
+                   alpha=0.7, label=f"over a budget, never trained ({len(latencies)})")  # fmt: skip
 
 
 def _shade_budget(ax, rows: list[TrialRow], settings: SearchSettings) -> None:

@@ -1,0 +1,398 @@
+"""The neural-engine ablation: depth multiplier (V1) x fused-IBN placement (V2) x both (V3), against the baseline.
+
+    .venv/bin/python benchmarks/ablation.py --device sim-npu-p32 --dataset fashion-mnist           # ~90 min, quiet CPU
+    .venv/bin/python benchmarks/ablation.py --device sim-npu-p32 --dataset fashion-mnist --quick   # a few minutes
+
+Top to bottom:
+
+1. one Optuna study per variant (``nas.search.run_search`` on channels.yaml, fused_ibn.yaml, combined.yaml),
+   short-schedule training on a Fashion-MNIST subset (:class:`SearchRecipe`); the V1 study also trains
+   baseline.yaml with the same recipe;
+2. the baseline is retrained with the final recipe (:class:`FinalRecipe`);
+3. per variant, selection: the trained candidates whose search validation accuracy is at least the baseline's
+   (same recipe) minus 0.5 points, by ascending estimated latency; the first is retrained with the final
+   recipe; if its final test accuracy is below the baseline's final test accuracy minus 0.5 points, the next
+   one is tried, up to ``--tries``; when none holds the accuracy, the most accurate one tried is reported as such;
+4. baseline and winners are measured on the device (a whole-network simulation or a real run);
+5. ``results/ablation-<device>.md``, ``.png`` and ``-trials.csv``.
+
+Every step resumes: studies live in ``build/ablation/<device>/`` (SQLite), final trainings are cached in
+``build/ablation/final-trainings.json`` (shared by all devices: the final training does not depend on one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchmarks._final_training import (  # noqa: E402
+    REPO,
+    FinalCache,
+    FinalRecipe,
+    SearchRecipe,
+    arch_numbers,
+    fused_stages,
+    stage_table,
+    use_committed_estimators,
+    with_block,
+    write_search_data,
+)
+from latency_estimator import get_device  # noqa: E402
+from nas.search import SearchResult, TrialRow, run_search, trial_rows  # noqa: E402
+from nas.search.results import BASELINE_ATTR  # noqa: E402
+from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
+
+logger = logging.getLogger("ablation")
+
+# variant -> (shipped space, what it searches, published latency reduction in %)
+VARIANTS = {
+    "V1": ("channels", "depth multiplier (+ channels from multiples of P)", 14),
+    "V2": ("fused_ibn", "fused-IBN placement per stage", 35),
+    "V3": ("combined", "both", 53),
+}
+ACCURACY_SLACK = 0.005  # 0.5 points
+QUICK_SEARCH = SearchRecipe(
+    trials=3, train_limit=100, epochs=1, screen_ratio=2, population_size=2, subset_train=400, subset_test=100
+)
+
+
+@dataclass
+class Winner:
+    variant: str
+    arch: ArchConfig
+    search_val: float
+    final: dict[str, float]
+    met: bool  # final test accuracy >= baseline's - 0.5 points
+    tried: list[str] = field(default_factory=list)
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", required=True, help="latency_estimator device, e.g. sim-npu-p32, cpu-ort")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist"])
+    parser.add_argument("--quick", action="store_true", help="tiny trials and subsets: proves the pipeline")
+    parser.add_argument("--tries", type=int, default=2, help="final trainings per variant at most")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "ablation")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "results")
+    return parser.parse_args(argv)
+
+
+def recipes(args: argparse.Namespace, work: Path) -> tuple[SearchRecipe, FinalRecipe]:
+    if not args.quick:
+        return SearchRecipe(), FinalRecipe()
+    data = write_search_data(work / "data-quick", QUICK_SEARCH)
+    return QUICK_SEARCH, FinalRecipe(train_limit=100, epochs=1, val_fraction=0.1, data_dir=str(data))
+
+
+def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, work: Path, data: Path) -> SearchResult:
+    """The variant's study, created or resumed; its wall time is added up across runs in ``state.json``."""
+    space = VARIANTS[variant][0]
+    start = time.perf_counter()
+    result = run_search(
+        space=shipped_space_path(space),
+        device=args.device,
+        dataset=args.dataset,
+        study=f"ablation-{args.device}-{variant.lower()}",
+        trials=recipe.trials,
+        strategy="evolution",
+        mode="hybrid",
+        epochs=recipe.epochs,
+        train_limit=recipe.train_limit,
+        results_dir=work,
+        data_dir=data,
+        seed=recipe.seed,
+        population_size=recipe.population_size,
+        screen_ratio=recipe.screen_ratio,
+        baseline=variant == "V1",  # one search-recipe baseline serves the three variants
+    )
+    _add_seconds(work / "state.json", variant, time.perf_counter() - start)
+    return result
+
+
+def _add_seconds(path: Path, variant: str, seconds: float) -> None:
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state[variant] = state.get(variant, 0.0) + seconds
+    path.write_text(json.dumps(state, indent=1) + "\n")
+
+
+def trained(result: SearchResult) -> list[tuple[TrialRow, ArchConfig]]:
+    """Fully trained candidates (no pruned, screened or duplicate ones) with their architectures."""
+    archs = {t.number: t.user_attrs.get("arch") for t in result.study.get_trials(deepcopy=False)}
+    seen: set[str] = set()
+    out = []
+    for row in trial_rows(result.study):
+        if row.state == "COMPLETE" and row.val_accuracy is not None and row.arch_id not in seen:
+            seen.add(row.arch_id)
+            out.append((row, ArchConfig.from_dict(archs[row.number], source=f"trial {row.number}")))
+    return out
+
+
+def select(
+    variant: str, result: SearchResult, base_search_val: float, base_test: float, cache: FinalCache, tries: int
+) -> Winner | None:
+    """Lowest estimated latency holding the accuracy (see the module docstring)."""
+    pool = trained(result)
+    if not pool:
+        return None
+    ok = [c for c in pool if c[0].val_accuracy >= base_search_val - ACCURACY_SLACK]
+    ok.sort(key=lambda c: c[0].latency_ms)
+    if not ok:
+        logger.warning("%s: no candidate within 0.5 points of the baseline's search accuracy; most accurate", variant)
+        ok = [max(pool, key=lambda c: c[0].val_accuracy)]
+    tried: list[Winner] = []
+    for row, arch in ok[:tries]:
+        final = cache.train(arch, f"{variant} trial {row.number}")
+        winner = Winner(variant, arch, row.val_accuracy, final, final["test_accuracy"] >= base_test - ACCURACY_SLACK)
+        tried.append(winner)
+        if winner.met:
+            break
+    best = next((w for w in tried if w.met), None) or max(tried, key=lambda w: w.final["test_accuracy"])
+    best.tried = [f"trial {r.number}" for r, _ in ok[: len(tried)]]
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    tag = f"{args.device}-quick" if args.quick else args.device
+    work = args.work_dir / tag
+    use_committed_estimators(args.work_dir / "estimators", args.device)
+    search_recipe, final_recipe = recipes(args, args.work_dir)
+    data = write_search_data(args.work_dir / ("data-quick" if args.quick else "data"), search_recipe)
+    results = {variant: run_variant(variant, args, search_recipe, work, data) for variant in VARIANTS}
+    base_attr = results["V1"].study.user_attrs[BASELINE_ATTR]
+    cache = FinalCache(args.work_dir / ("final-quick.json" if args.quick else "final-trainings.json"), final_recipe)
+    base = baseline_arch(parallelism_factor=get_device(args.device).profile.parallelism_factor)
+    base_final = cache.train(base, "baseline")
+    winners = {
+        v: select(v, r, base_attr["value"], base_final["test_accuracy"], cache, args.tries) for v, r in results.items()
+    }
+    base_numbers = arch_numbers(base, args.device)
+    for winner in winners.values():
+        if winner is not None:
+            winner.numbers = arch_numbers(winner.arch, args.device)
+    context = Context(args, tag, search_recipe, final_recipe, base, base_attr, base_final, base_numbers, work)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_trials_csv(args.out_dir / f"ablation-{tag}-trials.csv", results)
+    plot(args.out_dir / f"ablation-{tag}.png", results, winners, context)
+    (args.out_dir / f"ablation-{tag}.md").write_text(render(context, results, winners))
+    logger.info("wrote %s", args.out_dir / f"ablation-{tag}.md")
+    return 0
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    tag: str
+    search_recipe: SearchRecipe
+    final_recipe: FinalRecipe
+    base: ArchConfig
+    base_search: dict[str, Any]
+    base_final: dict[str, float]
+    base_numbers: dict[str, float]
+    work: Path
+
+    @property
+    def command(self) -> str:
+        quick = " --quick" if self.args.quick else ""
+        tries = f" --tries {self.args.tries}" if self.args.tries != 2 else ""
+        device, dataset = self.args.device, self.args.dataset
+        return f".venv/bin/python benchmarks/ablation.py --device {device} --dataset {dataset}{quick}{tries}"
+
+
+# ----- result files ---------------------------------------------------------------------------------------------
+def write_trials_csv(path: Path, results: dict[str, SearchResult]) -> None:
+    columns = ("variant", "number", "state", "arch_id", "block_string", "val_accuracy", "test_accuracy", "latency_ms")
+    columns += ("params", "peak_memory_kib", "seconds")
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for variant, result in results.items():
+            for row in trial_rows(result.study):
+                values = [getattr(row, c) for c in columns[1:]]
+                writer.writerow([variant] + ["" if v is None else v for v in values])
+
+
+def plot(path: Path, results: dict[str, SearchResult], winners: dict[str, Winner | None], ctx: Context) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = {"V1": "tab:blue", "V2": "tab:orange", "V3": "tab:green"}
+    for variant, result in results.items():
+        points = [(r.latency_ms, 100 * r.val_accuracy) for r, _ in trained(result)]
+        if points:
+            ax.scatter(*zip(*points), s=18, alpha=0.6, color=colors[variant], label=f"{variant} trials")
+        winner = winners[variant]
+        if winner is not None:
+            latency = next(r.latency_ms for r, a in trained(result) if a.arch_id == winner.arch.arch_id)
+            ax.scatter([latency], [100 * winner.search_val], marker="*", s=260, color=colors[variant],
+                       edgecolor="black", zorder=5, label=f"{variant} winner")  # fmt: skip
+    ax.scatter([ctx.base_search["latency_ms"]], [100 * ctx.base_search["value"]], marker="X", s=140, color="black",
+               zorder=6, label="baseline")  # fmt: skip
+    ax.axhline(100 * (ctx.base_search["value"] - ACCURACY_SLACK), ls="--", lw=0.8, color="gray", label="baseline - 0.5")
+    ax.set_xlabel(f"estimated latency on {ctx.args.device} (ms)")
+    ax.set_ylabel("validation accuracy, search recipe (%)")
+    ax.set_title(f"Ablation on {ctx.args.device}: all trained trials")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
+    parts = [
+        _header(ctx),
+        _main_table(ctx, results, winners),
+        _stage_section(ctx, winners),
+        _sweep_section(ctx),
+        _recipe_section(ctx, results),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _header(ctx: Context) -> str:
+    return (
+        f"# Ablation on {ctx.args.device}: depth multiplier x fused IBN\n\n"
+        f"Regenerate (resumes from `build/ablation/{ctx.tag}/`):\n\n    {ctx.command}\n\n"
+        f"Figure: `ablation-{ctx.tag}.png` (accuracy vs estimated latency of every trained trial, winners starred). "
+        f"Every trial: `ablation-{ctx.tag}-trials.csv`."
+    )
+
+
+def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
+    head = (
+        "| variant | searches | est. ms | measured ms | latency vs baseline (published) | test acc % (Δ) | params | "
+        "MACs | peak act. KiB | search wall | trained / trials | fused stages | block string |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    b = ctx.base_numbers
+    lines = [
+        head,
+        f"| baseline | — | {b['estimated_ms']:.4f} | {b['measured_ms']:.4f} | — | "
+        f"{100 * ctx.base_final['test_accuracy']:.2f} | {b['params']:,} | {b['macs']:,} | {b['peak_kib']:.1f} | "
+        f"— | — | none | {_code(ctx.base)} |",
+    ]
+    seconds = _search_seconds(ctx.work)
+    for variant, (_, what, published) in VARIANTS.items():
+        w, n_trained, n_trials = winners[variant], len(trained(results[variant])), len(results[variant].study.trials)
+        if w is None:
+            lines.append(f"| {variant} | {what} | no trained candidate | | | | | | | | {n_trained} / {n_trials} | | |")
+            continue
+        n = w.numbers
+        change = 100 * (n["measured_ms"] / b["measured_ms"] - 1)
+        delta = 100 * (w.final["test_accuracy"] - ctx.base_final["test_accuracy"])
+        held = "" if w.met else " **accuracy not held**"
+        lines.append(
+            f"| {variant} | {what} | {n['estimated_ms']:.4f} | {n['measured_ms']:.4f} | "
+            f"{change:+.1f}% (-{published}%) | "
+            f"{100 * w.final['test_accuracy']:.2f} ({delta:+.2f}){held} | {n['params']:,} | {n['macs']:,} | "
+            f"{n['peak_kib']:.1f} | {seconds.get(variant, 0) / 60:.1f} min | {n_trained} / {n_trials} | "
+            f"{_fused(w.arch)} | {_code(w.arch)} |"
+        )
+    return "## Winners\n\n" + "\n".join(lines) + "\n\n" + _selection_note(ctx, winners)
+
+
+def _search_seconds(work: Path) -> dict[str, float]:
+    path = work / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _code(arch: ArchConfig) -> str:
+    """The block string as inline code inside a table cell (its pipes escaped)."""
+    return "`" + arch.block_string().replace("|", "\\|") + "`"
+
+
+def _fused(arch: ArchConfig) -> str:
+    stages = fused_stages(arch)
+    return ", ".join(f"s{i}" for i in stages) if stages else "none"
+
+
+def _selection_note(ctx: Context, winners: dict[str, Winner | None]) -> str:
+    tried = "; ".join(f"{v}: {', '.join(w.tried)}" for v, w in winners.items() if w is not None)
+    return (
+        f"Latency reduction is on the measured latency ({_measure_kind(ctx.args.device)}); the estimate is the "
+        f"XGBoost estimator the search ranked by. Accuracy: final recipe, Fashion-MNIST test set; Δ vs the "
+        f"baseline's {100 * ctx.base_final['test_accuracy']:.2f}%. Baseline's search-recipe validation accuracy: "
+        f"{100 * ctx.base_search['value']:.2f}%, so the search threshold is "
+        f"{100 * (ctx.base_search['value'] - ACCURACY_SLACK):.2f}%. Final-trained in order: {tried}."
+    )
+
+
+def _measure_kind(device: str) -> str:
+    return "whole-network simulation" if device.startswith("sim-") else "real ONNX Runtime / device run"
+
+
+def _stage_section(ctx: Context, winners: dict[str, Winner | None]) -> str:
+    lines = [
+        "## Fused stages of the winners: FLOPs up, latency down?\n",
+        "Per stage chosen as fused IBN: MACs and estimated latency (sum of the stage's subgraphs in the estimator "
+        "breakdown) as chosen and with the same stage as IBN, everything else unchanged.\n",
+        "| variant | stage | MACs fused | MACs as IBN | MACs change | est. ms fused | est. ms as IBN "
+        "| latency change |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, w in winners.items():
+        for row in stage_table(w.arch, ctx.args.device) if w is not None else []:
+            macs = 100 * (row["macs_fused"] / row["macs_ibn"] - 1)
+            ms = 100 * (row["ms_fused"] / row["ms_ibn"] - 1)
+            lines.append(
+                f"| {variant} | s{row['stage']} | {row['macs_fused']:,} | {row['macs_ibn']:,} | {macs:+.0f}% | "
+                f"{row['ms_fused']:.4f} | {row['ms_ibn']:.4f} | {ms:+.0f}% |"
+            )
+    return "\n".join(lines)
+
+
+def _sweep_section(ctx: Context) -> str:
+    """Where fusing pays on this device: the baseline with one stage fused, measured."""
+    device = get_device(ctx.args.device)
+    base_ms = ctx.base_numbers["measured_ms"]
+    base_macs = count_arch(ctx.base).macs
+    lines = [
+        "## Where fusion pays on this device: the baseline with one stage fused (measured)\n",
+        "| stage (output HxW, channels) | MACs change | measured latency change |",
+        "|---|---|---|",
+    ]
+    size = ctx.base.resolution
+    for i, stage in enumerate(ctx.base.stages):
+        size = -(-size // stage.stride)
+        fused = with_block(ctx.base, i, "fused_ibn")
+        ms = device.measure_network(fused).latency_ms
+        macs = count_arch(fused).macs
+        lines.append(
+            f"| s{i} ({size}x{size}, {stage.channels}) | {100 * (macs / base_macs - 1):+.0f}% | "
+            f"{100 * (ms / base_ms - 1):+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def _recipe_section(ctx: Context, results: dict[str, SearchResult]) -> str:
+    return (
+        "## Recipe\n\n"
+        f"* Search (every variant, and the baseline's search-recipe score): {ctx.search_recipe.describe()}. "
+        f"Latency: the committed `{ctx.args.device}` estimator.\n"
+        f"* Final training (baseline and every candidate retrained): {ctx.final_recipe.describe()}.\n"
+        f"* Selection: candidates fully trained by the search whose validation accuracy >= the baseline's "
+        f"(same recipe) - 0.5 points, by ascending estimated latency; the first is final-trained; if its test "
+        f"accuracy < baseline's final test accuracy - 0.5 points, the next, up to {ctx.args.tries} per variant; "
+        "if none holds, the most accurate tried is shown and marked.\n"
+        "* Measured: `get_device(...).measure_network` (whole-network simulation for sim-npu, ONNX Runtime on "
+        "this CPU for cpu-ort) of the exact architecture.\n"
+        f"* Studies: `{', '.join(r.settings.study for r in results.values())}` in `build/ablation/{ctx.tag}/`."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
