@@ -173,10 +173,9 @@ def _notes() -> str:
     return (
         "Tuning: MetaSchedule, trials spread evenly over the model's tasks (fused TIR functions), at least one "
         "per task, so a small budget is rounded up; `measured` counts the candidates that built and ran. "
-        "The first tuning in a process also pays ~20-60 s for MetaSchedule's start-up (parsing its "
-        "tensor intrinsics). "
-        "candidates built in-process and measured with 1 TVM thread; the evolutionary search population "
-        "scales with the per-task budget (see `deploy/tuning.py`). `/ ORT` < 1 means TVM is faster."
+        "Candidates are built in-process and measured with 1 TVM thread; the evolutionary search population "
+        "scales with the per-task budget (see `deploy/tuning.py`). The first tuning in a process also pays "
+        "~20-60 s of MetaSchedule start-up (parsing its tensor intrinsics). `/ ORT` < 1 means TVM is faster."
     )
 
 

@@ -81,6 +81,7 @@ def search(args: argparse.Namespace, recipe: SearchRecipe, data: Path, limits: t
         seed=recipe.seed,
         population_size=recipe.population_size,
         screen_ratio=recipe.screen_ratio,
+        pruner=recipe.pruner,
     )
 
 
