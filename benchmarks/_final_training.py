@@ -47,11 +47,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class SearchRecipe:
-    trials: int = 24  # per variant, screened and pruned candidates included: ~trials/screen_ratio are trained
+    trials: int = 30  # per variant, screened and pruned candidates included: ~trials/screen_ratio are trained
     train_limit: int = 2000  # training images per candidate
     epochs: int = 2  # short schedule; ranks candidates, winners are retrained with FinalRecipe
     screen_ratio: int = 3  # hybrid mode: train the top third by the zero-shot proxy
-    population_size: int = 8  # NSGA-II: three generations in 24 trials
+    population_size: int = 8  # NSGA-II: about four generations in 30 trials
     # Selection needs fully trained candidates: successive halving pruned most after epoch 1 (val 0.2-0.5 there,
     # too noisy to judge), leaving 1 complete candidate in 15 trials. Not study-defining: a study resumes with it.
     pruner: str = "none"

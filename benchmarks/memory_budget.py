@@ -68,7 +68,7 @@ def search(args: argparse.Namespace, recipe: SearchRecipe, data: Path, limits: t
         space=shipped_space_path(args.space),
         device=args.device,
         dataset="fashion-mnist",
-        study=f"memory-budget-{args.device}-{args.space}",
+        study=f"memory-budget-{args.device}-{args.space}-{args.fraction:g}-{args.peak_fraction or args.fraction:g}",
         trials=args.trials or recipe.trials,
         strategy="evolution",
         mode="hybrid",
@@ -129,7 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(args, tag, limits, base, base_final, arch, final, met, result, recipe, final_recipe, seconds) -> str:  # noqa: ANN001, PLR0913
+def render(
+    args: argparse.Namespace,
+    tag: str,
+    limits: tuple[int, float],
+    base: ArchConfig,
+    base_final: dict[str, float],
+    arch: ArchConfig,
+    final: dict[str, float],
+    met: bool,
+    result: SearchResult,
+    recipe: SearchRecipe,
+    final_recipe: FinalRecipe,
+    seconds: float,
+) -> str:
     b, w = arch_numbers(base, args.device), arch_numbers(arch, args.device)
     rows = [
         ("params", f"{b['params']:,}", f"{w['params']:,}", f"{limits[0]:,}", _cut(w["params"], b["params"])),
