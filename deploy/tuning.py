@@ -11,7 +11,10 @@ Candidates are built in this process rather than in MetaSchedule's popen
 builder: each of its builder workers imports ``tvm.s_tir.tensor_intrin``,
 which takes 20-40 s per batch of candidates on this machine, while building
 a candidate takes ~0.1 s. Candidates are measured by MetaSchedule's local
-runner (a worker process) with ``num_threads`` TVM threads.
+runner (a worker process) with ``num_threads`` TVM threads, or on a board
+through MetaSchedule's RPC runner (libraries linked with the target's cross
+compiler). MetaSchedule's round-by-round log goes to ``<database>/logs/tuning.log``.
+MetaSchedule's start-up (parsing its tensor intrinsics) costs 20-60 s once per process.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from deploy.errors import CompileError
 
@@ -125,12 +130,12 @@ def apply_database(mod: Any, *, target: Any, database: str | Path) -> Any:
 def _run_tuner(tasks: list, *, db: Any, db_dir: Path, per_task: int, measurer: Measurer, seed: int) -> None:
     from tvm.s_tir import meta_schedule as ms
 
-    _quiet_meta_schedule_console()
-
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        tasks, work_dir=str(db_dir), strategy=_search_strategy(per_task), seed=seed
-    )
-    with tempfile.TemporaryDirectory(prefix="edgenas-candidates-") as scratch, _runner(measurer) as runner:
+    with (
+        _tuning_log(db_dir) as task_logger,
+        tempfile.TemporaryDirectory(prefix="edgenas-candidates-") as scratch,
+        _runner(measurer) as runner,
+    ):
+        contexts, weights = _tune_contexts(tasks, per_task=per_task, seed=seed, parent_logger=task_logger)
         ms.tune.tune_tasks(
             tasks=contexts,
             task_weights=weights,
@@ -142,6 +147,57 @@ def _run_tuner(tasks: list, *, db: Any, db_dir: Path, per_task: int, measurer: M
             runner=runner,
             database=db,
         )
+
+
+def _tune_contexts(tasks: list, *, per_task: int, seed: int, parent_logger: logging.Logger) -> tuple[list, list]:
+    """One TuneContext per task, each logging to a child of ``parent_logger``.
+
+    MetaSchedule's own helper configures its loggers with ``logging.config.dictConfig`` on every
+    call, which fails the second time in a process whose handlers have no names (under pytest).
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    seeds = np.random.RandomState(seed=seed).randint(1, 2**30, size=len(tasks)).tolist()
+    contexts = [
+        ms.TuneContext(
+            mod=task.dispatched[0],
+            target=task.target,
+            space_generator="post-order-apply",
+            search_strategy=_search_strategy(per_task),
+            task_name=task.task_name,
+            logger=parent_logger.getChild(f"task_{index}_{task.task_name[:100]}"),
+            rand_state=task_seed,
+            num_threads="physical",
+        ).clone()
+        for index, (task, task_seed) in enumerate(zip(tasks, seeds))
+    ]
+    return contexts, [task.weight for task in tasks]
+
+
+@contextmanager
+def _tuning_log(db_dir: Path) -> Iterator[logging.Logger]:
+    """Send MetaSchedule's task and scheduler logs to ``<database>/logs/tuning.log`` while tuning.
+
+    They are verbose (every round, every candidate), so they do not reach the console.
+    """
+    (db_dir / "logs").mkdir(exist_ok=True)
+    handler = logging.FileHandler(db_dir / "logs" / "tuning.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger("tvm.s_tir.meta_schedule"), logging.getLogger(f"{__name__}.tasks")]
+    saved = [(item.level, item.propagate) for item in loggers]
+    for item in loggers:
+        item.addHandler(handler)
+        item.setLevel(logging.DEBUG)
+        item.propagate = False
+    logger.info("MetaSchedule log: %s", handler.baseFilename)
+    try:
+        yield loggers[1]
+    finally:
+        for item, (level, propagate) in zip(loggers, saved):
+            item.removeHandler(handler)
+            item.setLevel(level)
+            item.propagate = propagate
+        handler.close()
 
 
 @contextmanager
@@ -161,17 +217,6 @@ def _runner(measurer: Measurer) -> Iterator[Any]:
         tracker_host=host, tracker_port=port, tracker_key=measurer.rpc_key, session_timeout_sec=60
     )
     yield ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
-
-
-def _quiet_meta_schedule_console() -> None:
-    """MetaSchedule prints every round to stdout at DEBUG unless its logger has a level.
-
-    Its per-task logs still go to ``<database>/logs``; the console gets them only when this
-    package's logger is at DEBUG.
-    """
-    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
-    if ms_logger.level == logging.NOTSET:
-        ms_logger.setLevel(logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
 
 
 def _search_strategy(per_task: int) -> Any:

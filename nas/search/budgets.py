@@ -155,8 +155,16 @@ def check_reachable(
                 f"the smallest of {len(measured)} candidates checked needs {_fmt(best)} {unit}"
             )
     share = sum(not budgets.violations(m) for m in measured[len(smallest) :]) / len(random)
-    log = logger.warning if share < SCARCE_SHARE else logger.info
-    log("budgets %s: %.1f%% of %d random candidates fit them", budgets.describe(), 100 * share, samples)
+    if share < SCARCE_SHARE:
+        logger.warning(
+            "budgets %s: only %.1f%% of %d random candidates fit them; expect mostly INFEASIBLE trials "
+            "(recorded in milliseconds, never trained)",
+            budgets.describe(),
+            100 * share,
+            samples,
+        )
+    else:
+        logger.info("budgets %s: %.1f%% of %d random candidates fit them", budgets.describe(), 100 * share, samples)
     return share
 
 
