@@ -76,14 +76,7 @@ def deploy_model(
     estimated_latency_ms: dict[str, float] | None = None,
 ) -> DeployResult:
     """Export, compile, verify and package ``model`` (eval mode) into ``out_dir``."""
-    target = get_target(settings.target)
-    target.linker()  # a missing cross compiler fails now, not after the build
-    if settings.rpc_tracker is not None:
-        check_board(settings.rpc_tracker, settings.rpc_key)
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (MANIFEST, BUILD_LOG):  # a half-written folder must not look deployed
-        (folder / stale).unlink(missing_ok=True)
+    folder = _prepare_folder(out_dir, settings)
     arch.save(folder / "arch.yaml")
     inputs = _parity_inputs(preprocessing, real_inputs)
     onnx_path = export_onnx(model.eval(), input_shape=preprocessing.input_shape, path=folder / "model.onnx")
@@ -99,23 +92,14 @@ def deploy_model(
         rpc_key=settings.rpc_key,
     )
     library = compiled.export_library(folder / library_name(settings.target))
-    measured: dict[str, float] = {}
-    remote = None
-    if target.runs_on_host()[0]:
-        parity.append(_tvm_parity(compiled.run, onnx_path, inputs, where="tvm"))
-        if settings.measure:
-            measured.update(_host_latency(compiled, onnx_path, preprocessing, settings.num_threads))
-    if settings.rpc_tracker is not None:
-        remote = run_remote(library, tracker=settings.rpc_tracker, key=settings.rpc_key, inputs=inputs["random"])
-        parity.append(_tvm_parity(lambda _: remote.outputs, onnx_path, {"random": inputs["random"]}, where="rpc"))
-        measured[f"rpc:{settings.rpc_key}-tvm"] = remote.latency.median_ms
+    checks, measured, remote = _verify_and_time(compiled, library, onnx_path, inputs, settings)
     manifest = Manifest(
         arch_id=arch.arch_id,
         block_string=arch.block_string(),
         target=settings.target,
         tvm_target=compiled.tvm_target,
-        target_arch=target.arch,
-        target_device=target.device,
+        target_arch=compiled.target.arch,
+        target_device=compiled.target.device,
         library_file=library.name,
         preprocessing=preprocessing,
         class_names=tuple(class_names),
@@ -123,11 +107,47 @@ def deploy_model(
         test_accuracy=test_accuracy,
         estimated_latency_ms=dict(estimated_latency_ms or {}),
         measured_latency_ms=measured,
-        parity_max_abs_diff=_parity_table(parity),
+        parity_max_abs_diff=_parity_table([*parity, *checks]),
         tuning=_tuning_record(compiled, settings),
     )
     manifest = write_manifest(folder, manifest)
-    return DeployResult(folder=folder, manifest=manifest, parity=tuple(parity), compiled=compiled, remote=remote)
+    reports = (*parity, *checks)
+    return DeployResult(folder=folder, manifest=manifest, parity=reports, compiled=compiled, remote=remote)
+
+
+def _prepare_folder(out_dir: str | Path, settings: DeploySettings) -> Path:
+    """Fail fast on a bad target, cross compiler or board; clear what would make the folder look deployed."""
+    get_target(settings.target).linker()
+    if settings.rpc_tracker is not None:
+        check_board(settings.rpc_tracker, settings.rpc_key)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (MANIFEST, BUILD_LOG):
+        (folder / stale).unlink(missing_ok=True)
+    return folder
+
+
+def _verify_and_time(
+    compiled: CompiledModel,
+    library: Path,
+    onnx_path: Path,
+    inputs: dict[str, np.ndarray],
+    settings: DeploySettings,
+) -> tuple[list[ParityReport], dict[str, float], RemoteResult | None]:
+    """TVM vs ONNX Runtime wherever the library can run (this host, the board), and latency there."""
+    reports: list[ParityReport] = []
+    measured: dict[str, float] = {}
+    if compiled.target.runs_on_host()[0]:
+        reports.append(_tvm_parity(compiled.run, onnx_path, inputs, where="tvm"))
+        if settings.measure:
+            measured.update(_host_latency(compiled, onnx_path, settings.num_threads))
+    remote = None
+    if settings.rpc_tracker is not None:
+        batch = inputs["random"]
+        remote = run_remote(library, tracker=settings.rpc_tracker, key=settings.rpc_key, inputs=batch)
+        reports.append(_tvm_parity(lambda _: remote.outputs, onnx_path, {"random": batch}, where="rpc"))
+        measured[f"rpc:{settings.rpc_key}-tvm"] = remote.latency.median_ms
+    return reports, measured, remote
 
 
 def _parity_inputs(preprocessing: Preprocessing, real_inputs: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -150,9 +170,9 @@ def _tvm_parity(run, onnx_path: Path, inputs: dict[str, np.ndarray], *, where: s
     return report
 
 
-def _host_latency(compiled: CompiledModel, onnx_path: Path, pre: Preprocessing, threads: int) -> dict[str, float]:
+def _host_latency(compiled: CompiledModel, onnx_path: Path, threads: int) -> dict[str, float]:
     tvm_ms = time_compiled(compiled, num_threads=threads).median_ms
-    ort_ms = time_onnxruntime(onnx_path, input_shape=pre.input_shape, num_threads=threads).median_ms
+    ort_ms = time_onnxruntime(onnx_path, input_shape=compiled.input_shape, num_threads=threads).median_ms
     return {f"host-tvm-{threads}t": tvm_ms, f"host-onnxruntime-{threads}t": ort_ms}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from deploy.errors import CompileError
@@ -28,7 +28,6 @@ class DeployTarget:
     cross_compiler: str | None = None  # C compiler that links the library when arch != host arch
     cross_package: str | None = None  # Debian package that provides cross_compiler
     detect_host_cpu: bool = False  # fill "mcpu" with this machine's CPU when the host has `arch`
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, *, num_threads: int = 1) -> dict[str, Any]:
         """The TVM target dict for this machine, with ``num-cores`` (MetaSchedule needs it on CPUs)."""
