@@ -43,6 +43,9 @@ DEMO_EPOCHS = 5  # the baseline passes 98% test accuracy on digits in 5 epochs
 DEVICE = "sim-npu-p32"  # a simulated edge neural engine: its estimator builds in seconds
 STUDY = "demo"  # results/demo/: trials.csv, pareto.json, pareto.png, report.md
 SEARCH_TRIALS = 16  # a small study: proxy screening, the most promising trained briefly
+# Hard budgets: faster than the baseline (0.144 ms on sim-npu-p32) and at most 2/3 of its 899k params.
+LATENCY_BUDGET_MS = 0.14
+MAX_PARAMS = 600_000
 ACCURACY_SLACK = 0.02  # deploy the fastest Pareto network within 2 points of the best one
 DIST = Path("dist/demo")
 
@@ -98,7 +101,7 @@ def search() -> Path:
     step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trials, hybrid: proxy screening + short training)")
     command = ["search", "--space", str(shipped_space_path("combined")), "--device", DEVICE, "--dataset", "digits"]
     command += ["--trials", str(SEARCH_TRIALS), "--mode", "hybrid", "--epochs", "2", "--study", STUDY]
-    command += ["--seed", str(SEED)]
+    command += ["--latency-budget-ms", str(LATENCY_BUDGET_MS), "--max-params", str(MAX_PARAMS), "--seed", str(SEED)]
     print("$ edgenas " + " ".join(command))
     if edgenas(command) != 0:
         raise SystemExit("the search failed")

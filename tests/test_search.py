@@ -180,51 +180,65 @@ def test_cli_runs_a_search_and_reports_errors_in_one_line(tmp_path, capsys):
 
 
 # Each candidate trains for a few seconds: long enough to be caught mid-trial.
-KILLED_TRAINING = {"epochs": 2, "train_limit": 192, "batch_size": 16, "pruner": "none", "baseline": False}
+KILLED = {
+    **BASE,
+    "space": str(BASE["space"]),
+    "population_size": 2,
+    "epochs": 2,
+    "train_limit": 256,
+    "batch_size": 16,
+    "pruner": "none",
+    "baseline": False,
+    "mode": "multishot",
+    "study": "killed",
+}
 KILLED_SEARCH = """
 from nas.search import run_search
-run_search(**{base!r}, **{training!r}, mode="multishot", trials=3, study="killed", results_dir={results!r})
+run_search(**{settings!r}, trials=20, results_dir={results!r})
 """
 
 
-def wait_for_training(db: Path, process: subprocess.Popen, timeout_s: float = 240.0) -> int:
-    """The number of a trial that is training while an earlier one has finished."""
+def load_killed(db: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="killed", storage=f"sqlite:///{db}").trials
+
+
+def mid_trial(trials: list[optuna.trial.FrozenTrial]) -> list[int]:
+    """Trials past their budget check (being evaluated) and not finished."""
+    return [t.number for t in trials if t.state == TrialState.RUNNING and "latency_ms" in t.user_attrs]
+
+
+def wait_for_training(db: Path, process: subprocess.Popen, timeout_s: float = 240.0) -> None:
+    """Return once a trial is being evaluated while an earlier one has finished."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
         if db.exists():
             try:
-                trials = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}").trials
+                trials = load_killed(db)
             except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
                 trials = []  # the study is still being created
-            finished = [t for t in trials if t.state.is_finished()]
-            training = [t for t in trials if t.state == TrialState.RUNNING and "latency_ms" in t.user_attrs]
-            if finished and training:
-                return training[0].number
+            if any(t.state.is_finished() for t in trials) and mid_trial(trials):
+                return
         time.sleep(0.5)
     raise AssertionError("the search never reached a second training in time")
 
 
 @pytest.mark.slow
 def test_a_killed_search_resumes_without_losing_finished_trials(tmp_path, sim_estimator):
-    code = KILLED_SEARCH.format(
-        base={**BASE, "space": str(BASE["space"])}, training=KILLED_TRAINING, results=str(tmp_path)
-    )
+    code = KILLED_SEARCH.format(settings=KILLED, results=str(tmp_path))
     env = {**os.environ, "EDGENAS_ESTIMATORS": str(sim_estimator)}
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     db = tmp_path / "killed" / "study.db"
     try:
-        interrupted = wait_for_training(db, process)
-        time.sleep(0.5)
-        before = {
-            t.number: (t.state, t.values, t.datetime_complete)
-            for t in optuna.load_study(study_name="killed", storage=f"sqlite:///{db}").trials
-            if t.state.is_finished()
-        }
+        wait_for_training(db, process)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    at_kill = load_killed(db)
+    (interrupted,) = mid_trial(at_kill)
+    before = {t.number: (t.state, t.values, t.datetime_complete) for t in at_kill if t.state.is_finished()}
 
-    result = run_search(**BASE, **KILLED_TRAINING, mode="multishot", trials=3, study="killed", results_dir=tmp_path)
+    # A target already reached: the run goes on only until the interrupted architecture has had its retry.
+    result = run_search(**KILLED, trials=len(before), results_dir=tmp_path)
     trials = result.study.trials
     assert trials[interrupted].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]

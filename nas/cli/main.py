@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "nas.cli.train",
     "nas.cli.latency",
     "nas.cli.search",
+    "nas.cli.analyze",
     "nas.cli.deploy",
 )
 

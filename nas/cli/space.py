@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_p(show)
     show.set_defaults(func=show_space)
 
+    from nas.cli.analyze import register_derive, register_diff  # expert-in-the-loop tools
+
+    register_derive(commands)
+    register_diff(commands)
+
 
 def _add_p(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

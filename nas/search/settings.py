@@ -41,7 +41,8 @@ class SearchSettings:
     device: str  # latency_estimator device name (sim-npu-p32, cpu-ort, ...)
     dataset: str  # nas.datasets name
     study: str = "edgenas"  # Optuna study name, and the folder results/<study>/
-    trials: int = 60  # the study's target: candidates proposed, budget breakers and failures included
+    # The study's target, all workers together: finished candidates, budget breakers and failures included.
+    trials: int = 60
     strategy: str = "evolution"
     mode: str = "hybrid"
     latency_budget_ms: float | None = None
@@ -57,8 +58,8 @@ class SearchSettings:
     # Per-parameter mutation probability; None = 1 / number of searched parameters (Optuna's default).
     mutation_prob: float | None = None
     crossover_prob: float = 0.9
-    # Start evolution/TPE from random architectures inside the budgets (rejection-sampled on the analytic counts
-    # and the estimator, milliseconds each): under tight budgets a random first generation is almost all infeasible.
+    # Start evolution/TPE from random architectures repaired into the budgets (checked on the analytic counts and
+    # the estimator, milliseconds each): under tight budgets a random first generation is almost all infeasible.
     feasible_start: bool = True
     # Multishot training per candidate: a few short epochs on a training subset rank candidates well
     # enough to choose among them (results/zero-shot-proxies.md trains with this recipe); winners are retrained.
