@@ -28,13 +28,13 @@ from __future__ import annotations
 import abc
 import copy
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from nas.training import torch_threads
 from search_spaces import ArchConfig, build_model, count_arch
 from search_spaces.errors import EdgeNasError
 
@@ -135,7 +135,7 @@ def score_arch(
     """
     scorer = get_proxy(proxy) if isinstance(proxy, str) else proxy
     model = None
-    with _torch_threads(threads):
+    with torch_threads(threads):
         if scorer.needs_model:
             torch.manual_seed(seed)
             model = build_model(arch)
@@ -143,17 +143,6 @@ def score_arch(
     if not math.isfinite(value):
         raise ProxyError(f"proxy {scorer.name!r} gave {value} for {arch.arch_id}")
     return value
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @register_proxy("params")

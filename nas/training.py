@@ -156,7 +156,7 @@ def train_model(
     """Train ``model`` in place with SGD + cosine schedule; score on val every epoch, on test at the end."""
     device = resolve_device(config.device)
     start = time.perf_counter()
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         torch.manual_seed(config.seed)  # dropout and other in-model randomness
         model.to(device)
         loop = _Loop(model, dataset, config, device)
@@ -287,7 +287,7 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

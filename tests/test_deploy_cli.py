@@ -13,19 +13,8 @@ from PIL import Image
 from deploy import DeployTarget, known_targets, load_artifact, register_target
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
+from tests.tiny_arch import TINY
 
-TINY = {
-    "input_channels": 1,
-    "resolution": 16,
-    "channel_divisor": 1,
-    "activation": "relu6",
-    "stem": {"kernel": 3, "channels": 8, "stride": 2},
-    "stages": [
-        {"block": "ibn", "kernel": 3, "expansion": 2, "channels": 8, "depth": 2, "stride": 1},
-        {"block": "fused_ibn", "kernel": 3, "expansion": 2, "channels": 16, "depth": 1, "stride": 2},
-    ],
-    "head": {"type": "classification", "channels": 32, "num_classes": 10},
-}
 BROKEN_TARGET = "test-broken-target"
 
 

@@ -10,19 +10,8 @@ import torch
 from deploy import ExportError, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
 from deploy.export import OPSET
 from search_spaces import ArchConfig, build_model
+from tests.tiny_arch import TINY
 
-TINY = {
-    "input_channels": 1,
-    "resolution": 16,
-    "channel_divisor": 1,
-    "activation": "relu6",
-    "stem": {"kernel": 3, "channels": 8, "stride": 2},
-    "stages": [
-        {"block": "ibn", "kernel": 3, "expansion": 2, "channels": 8, "depth": 2, "stride": 1},
-        {"block": "fused_ibn", "kernel": 3, "expansion": 2, "channels": 16, "depth": 1, "stride": 2},
-    ],
-    "head": {"type": "classification", "channels": 32, "num_classes": 10},
-}
 INPUT_SHAPE = (1, 1, 16, 16)
 
 
