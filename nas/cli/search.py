@@ -58,6 +58,12 @@ def _study(parser: argparse.ArgumentParser) -> None:
         "default: sqlite in RESULTS_DIR/STUDY/study.db",
     )
     group.add_argument("--results-dir", default=DEFAULTS.results_dir, help="(%(default)s)")
+    group.add_argument(
+        "--warm-start",
+        metavar="STUDY_DIR",
+        default=None,
+        help="queue the Pareto architectures of an earlier study's results folder first (transfer)",
+    )
     group.add_argument("--population-size", type=int, default=DEFAULTS.population_size, help="NSGA-II (%(default)s)")
     group.add_argument("--mutation-prob", type=float, default=None, help="NSGA-II; default 1/#searched parameters")
     group.add_argument("--crossover-prob", type=float, default=DEFAULTS.crossover_prob, help="NSGA-II (%(default)s)")
@@ -99,11 +105,14 @@ def _limit(text: str) -> int | None:
 def search_command(args: argparse.Namespace) -> int:
     import optuna
 
+    from nas.insights import warm_start_archs
+
     if not args.verbose:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("nas").setLevel(logging.INFO if args.verbose else logging.WARNING)
     options = {k: v for k, v in vars(args).items() if k in SearchSettings.__dataclass_fields__}
-    result = run_search(**options, progress=True)
+    warm_start = warm_start_archs(args.warm_start) if args.warm_start else ()
+    result = run_search(**options, warm_start=warm_start, progress=True)
     _print_summary(result)
     return 0
 
