@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from latency_estimator import get_device, load_estimator
+from latency_estimator import get_device
 from latency_estimator.regressor import ESTIMATORS_ENV
 from nas.datasets import FASHION_MNIST_DIR, load_dataset, read_idx
+from nas.search.runner import load_or_build_estimator
 from nas.training import TrainConfig, train_arch
 from search_spaces import ArchConfig, count_arch
 
@@ -187,7 +188,7 @@ def arch_numbers(arch: ArchConfig, device: str) -> dict[str, float]:
 
 @functools.cache
 def estimator(device: str):
-    return load_estimator(device)
+    return load_or_build_estimator(device)
 
 
 def fused_stages(arch: ArchConfig) -> list[int]:

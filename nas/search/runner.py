@@ -123,21 +123,24 @@ def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
 
     profile = get_device(device).profile
     dtype_bytes = int(profile.settings.get("dtype_bytes", 4))
-    estimator = _load_or_build_estimator(device, simulated=profile.device == "sim-npu")
+    estimator = load_or_build_estimator(device)
     return estimator.predict_many, dtype_bytes, profile.parallelism_factor
 
 
-def _load_or_build_estimator(device: str, *, simulated: bool):
-    from latency_estimator import EstimatorError
+def load_or_build_estimator(device: str):
+    """The device's saved estimator; a simulated device without one gets one built (seconds)."""
+    from latency_estimator import EstimatorError, get_device
     from latency_estimator.profiling import build_estimator
     from latency_estimator.regressor import default_estimator_dir, load_estimator
 
+    simulated = get_device(device).profile.device == "sim-npu"
     folder = default_estimator_dir(device)
     if folder.exists() or not simulated:
         try:
             return load_estimator(device)
         except EstimatorError as exc:
-            raise SearchError(f"{exc} (build it with `edgenas latency build --device {device}`)") from None
+            build = f"`edgenas latency profile --device {device}` then `edgenas latency train --device {device}`"
+            raise SearchError(f"{exc} (build it with {build})") from None
     logger.info("no estimator for %s in %s: profiling the simulated device and training one", device, folder)
     return build_estimator(device, samples=SIM_PROFILE_SAMPLES)
 
