@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latency_estimator import EstimatorError, build_estimator, load_estimator
 from nas.cli import main as edgenas
 from nas.cli.common import human_bytes
 from nas.datasets import load_dataset
+from nas.search.runner import load_or_build_estimator
 from nas.training import TrainConfig, train_arch
 from search_spaces import (
     SHIPPED_SPACES,
@@ -85,12 +85,8 @@ def train_baseline(epochs: int) -> None:
 def estimate_baseline() -> None:
     step(f"3. Latency estimator for {DEVICE}")
     start = time.perf_counter()
-    try:
-        estimator = load_estimator(DEVICE)
-        print("loaded the saved estimator")
-    except EstimatorError:
-        estimator = build_estimator(DEVICE)
-        print(f"profiled the device and trained the estimator in {time.perf_counter() - start:.1f} s")
+    estimator = load_or_build_estimator(DEVICE)  # the search's own way: load it, or build it (seconds)
+    print(f"estimator ready in {time.perf_counter() - start:.1f} s")
     prediction = estimator.predict(baseline_arch())
     print(f"baseline predicted latency on {DEVICE}: {prediction.latency_ms:.4f} ms; slowest subgraphs:")
     for item in sorted(prediction.breakdown, key=lambda b: -b.latency_ms)[:4]:
