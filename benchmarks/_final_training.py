@@ -52,6 +52,9 @@ class SearchRecipe:
     train_limit: int = 2000  # training images per candidate
     epochs: int = 2  # short schedule; ranks candidates, winners are retrained with FinalRecipe
     screen_ratio: int = 3  # hybrid mode: train the top third by the zero-shot proxy
+    # Study-defining, so fixed here rather than following the search default (now `params`): the committed studies
+    # were created with synflow, and both proxies grow with network size (results/zero-shot-proxies.md).
+    proxy: str = "synflow"
     population_size: int = 8  # NSGA-II: about four generations in 30 trials
     # Selection needs fully trained candidates: successive halving pruned most after epoch 1 (val 0.2-0.5 there,
     # too noisy to judge), leaving 1 complete candidate in 15 trials. Not study-defining: a study resumes with it.
@@ -63,7 +66,7 @@ class SearchRecipe:
     def describe(self) -> str:
         return (
             f"{self.trials} trials per variant, NSGA-II (population {self.population_size}), hybrid mode "
-            f"(proxy screening, top 1/{self.screen_ratio} trained, pruner {self.pruner}), "
+            f"({self.proxy} proxy screening, top 1/{self.screen_ratio} trained, pruner {self.pruner}), "
             f"{self.epochs} epochs on {self.train_limit:,} training images of a seeded Fashion-MNIST subset "
             f"(val {self.subset_train // 10:,}, test {self.subset_test:,} images), batch 64, lr 0.1, seed {self.seed}"
         )
@@ -95,7 +98,7 @@ class FinalCache:
 
     def __init__(self, path: Path, recipe: FinalRecipe) -> None:
         self.path, self.recipe = path, recipe
-        self._dataset = None
+        self._datasets: dict[int, Any] = {}  # by input resolution
 
     def _load(self) -> dict[str, Any]:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
@@ -110,7 +113,7 @@ class FinalCache:
         logger.info("final training of %s (%s): %s", label, arch.arch_id, self.recipe.describe())
         r = self.recipe
         config = TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=r.seed, threads=1)
-        _, result = train_arch(arch, self._data(), config=config)
+        _, result = train_arch(arch, self._data(arch.resolution), config=config)
         entry = {"val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy, "seconds": result.seconds}
         entry["block_string"] = arch.block_string()
         document = self._load()  # re-read: another process may have added entries meanwhile
@@ -121,18 +124,18 @@ class FinalCache:
         os.replace(tmp, self.path)
         return entry
 
-    def _data(self):
-        if self._dataset is None:
+    def _data(self, resolution: int):
+        if resolution not in self._datasets:
             r = self.recipe
-            self._dataset = load_dataset(
+            self._datasets[resolution] = load_dataset(
                 "fashion-mnist",
-                resolution=32,
+                resolution=resolution,
                 seed=r.seed,
                 data_dir=r.data_dir,
                 val_fraction=r.val_fraction,
                 limit=r.train_limit,
             )
-        return self._dataset
+        return self._datasets[resolution]
 
 
 def write_search_data(folder: Path, recipe: SearchRecipe) -> Path:

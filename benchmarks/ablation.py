@@ -124,6 +124,7 @@ def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, wo
         seed=recipe.seed,
         population_size=recipe.population_size,
         screen_ratio=recipe.screen_ratio,
+        proxy=recipe.proxy,
         pruner=recipe.pruner,
         # Only candidates faster than the baseline are trained: most random points of the P-aligned spaces are
         # slower than the baseline's narrow early stages, and the proxy screening favours the larger ones.

@@ -4,8 +4,8 @@ The model is imported with Relax's ONNX frontend at batch 1, decomposed for
 inference, legalised and fused (conv + bias + ReLU6 + residual add become
 one TIR function), optionally tuned with MetaSchedule, then built. Untuned
 code is plain loop nests; tuning replaces the functions the database has
-records for. The latency estimator's ``cpu-tvm`` device can reuse
-:func:`compile_onnx` and :func:`deploy.benchmark.time_compiled`.
+records for. The latency estimator's ``cpu-tvm`` device lowers and builds the
+same way (:func:`lower_onnx`; a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from deploy.targets import DeployTarget, get_target
 from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
 from search_spaces.errors import EdgeNasError
 
-__all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled"]
+__all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled", "lower_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,25 +175,37 @@ def _build(
 ) -> tuple[Any, TuningReport | None]:
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
 
     target = tvm.target.Target(tvm_target)
-    mod = from_onnx(proto, shape_dict={INPUT_NAME: list(input_shape)}, keep_params_in_input=False)
-    with target:
-        # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
-        mod = tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                relax.get_pipeline("zero"),
-            ]
-        )(mod)
+    mod = lower_onnx(proto, input_shape, target)
     tuning = None
     if tuning_trials > 0:
         tuning = tune_module(mod, target=target, trials=tuning_trials, database=tuning_db, measurer=measurer)
     if tuning_db is not None:
         mod = apply_database(mod, target=target, database=tuning_db)
     return relax.build(mod, target=target), tuning
+
+
+def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any) -> Any:
+    """The Relax module that tuning and building start from.
+
+    The latency estimator's cpu-tvm device lowers the same way (it may not import ``deploy``);
+    ``tests/test_tvm_device.py`` checks that both give the same module.
+    """
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(proto, shape_dict={INPUT_NAME: list(input_shape)}, keep_params_in_input=False)
+    with tvm.target.Target(target):
+        # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
 
 
 @contextmanager

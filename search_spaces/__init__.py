@@ -42,7 +42,7 @@ __all__ = [
 SPACES_DIR = Path(__file__).resolve().parent
 # The published neural-engine ablation: the reference, depth-multiplier search,
 # fused-IBN search, and both.
-SHIPPED_SPACES = ("baseline", "channels", "fused_ibn", "combined")
+SHIPPED_SPACES = ("baseline", "channels", "fused_ibn", "combined", "memory")
 
 
 def shipped_space_path(name: str) -> Path:

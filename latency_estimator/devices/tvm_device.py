@@ -1,10 +1,11 @@
 """cpu-tvm and cuda: real timing of TVM-compiled code (Relax VM).
 
 Each subgraph's ONNX graph (:mod:`latency_estimator.onnx_graph`) is imported
-with Relax's ONNX frontend, compiled for the profile's target (``llvm`` for
-the host CPU, ``cuda`` for an NVIDIA GPU), untuned unless ``tuning_db`` names
-a MetaSchedule database folder, and timed through the VM with the same
-warm-up / batched samples / median / retake-when-noisy loop as cpu-ort.
+with Relax's ONNX frontend, lowered and built as the deploy step builds it
+(:func:`lower_onnx`: conv + bias + activation fused) for the profile's target
+(``llvm`` for the host CPU, ``cuda`` for an NVIDIA GPU), untuned unless
+``tuning_db`` names a MetaSchedule database folder (deploy's ``--tuning-db``),
+and timed through the VM with cpu-ort's loop (:mod:`._timing`).
 Compiling takes seconds per subgraph; there is no time target for it.
 """
 
@@ -27,7 +28,7 @@ from latency_estimator.onnx_graph import INPUT, arch_model, subgraph_model
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
 
-__all__ = ["TvmDevice", "TvmSettings", "compile_onnx"]
+__all__ = ["TvmDevice", "TvmSettings", "compile_onnx", "lower_onnx"]
 
 logger = logging.getLogger(__name__)
 TARGET_KINDS = ("llvm", "cuda")
@@ -107,7 +108,12 @@ class TvmDevice(Device):
 
         if self.settings.target == "cuda":
             return {"kind": "cuda", "arch": _cuda_arch()}
-        return {"kind": "llvm", "mtriple": codegen.llvm_get_system_triple(), "mcpu": codegen.llvm_get_system_cpu()}
+        return {
+            "kind": "llvm",
+            "mtriple": codegen.llvm_get_system_triple(),
+            "mcpu": codegen.llvm_get_system_cpu(),
+            "num-cores": self.settings.num_threads,  # as deploy's targets say it
+        }
 
     def metadata(self) -> dict[str, Any]:
         import tvm
@@ -121,23 +127,40 @@ class TvmDevice(Device):
             tvm.get_global_func("runtime.config_threadpool")(0, self.settings.num_threads)
 
 
-def compile_onnx(model: onnx.ModelProto, *, target: dict[str, Any], tuning_db: str | None = None):
-    """ONNX -> Relax -> executable for ``target``; applies a MetaSchedule database when given."""
+def lower_onnx(model: onnx.ModelProto, target: dict[str, Any]):
+    """ONNX -> the Relax module that is built: batch norm decomposed, every op legalised to TIR, conv + bias +
+    activation (+ residual add) fused. The same passes as ``deploy.compile.lower_onnx`` (this package may not
+    import ``deploy``; ``tests/test_tvm_device.py`` checks the two modules are equal)."""
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    mod = from_onnx(model, shape_dict={INPUT: shape}, keep_params_in_input=False)
+    with tvm.target.Target(target):
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
+
+
+def compile_onnx(model: onnx.ModelProto, *, target: dict[str, Any], tuning_db: str | None = None):
+    """ONNX -> executable for ``target``, as deploy builds it; applies a MetaSchedule database when given."""
+    import tvm
+    from tvm import relax
+    from tvm.s_tir import meta_schedule as ms
+
     try:
-        mod = from_onnx(model, shape_dict={INPUT: shape}, keep_params_in_input=False)
         tvm_target = tvm.target.Target(target)
+        mod = lower_onnx(model, target)
         if tuning_db:
-            pipeline = relax.pipeline.static_shape_tuning_pipeline(
-                total_trials=0, target=tvm_target, work_dir=tuning_db
-            )
-            with tvm_target, tvm.transform.PassContext(opt_level=3):
-                mod = pipeline(mod)
-        return tvm.compile(mod, target=tvm_target)
+            database = ms.database.JSONDatabase(work_dir=str(tuning_db), allow_missing=False)
+            with tvm_target, database:
+                mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+        return relax.build(mod, target=tvm_target)
     except tvm.error.TVMError as exc:
         raise DeviceError(f"TVM cannot compile the model for {target} ({' '.join(str(exc).split())[:500]})") from exc
 
