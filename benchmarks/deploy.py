@@ -3,6 +3,7 @@
     python benchmarks/deploy.py                 # trials 200 and 1000: hours on a 2-core machine
     python benchmarks/deploy.py --quick         # trials 20 and 40, to check that the pipeline works
     nohup python benchmarks/deploy.py > build/bench-deploy.log 2>&1 &    # in the background
+    python benchmarks/deploy.py --retime        # then, on a quiet machine: every model timed again, back to back
 
 For the baseline (``search_spaces/baseline.yaml``) and one network sampled
 from the fused-IBN space (seed 0), with untrained weights (latency does not
@@ -11,7 +12,9 @@ each trial budget (tuning wall time too), the ratio TVM / ORT, and artifact
 sizes. Every step's result is cached in ``<work-dir>/results.json`` as soon
 as it is done, so an interrupted run resumes at the step it stopped in
 (``--fresh`` starts over). Each trial budget tunes into its own database, so
-the budgets do not share work. Writes ``results/deploy-x86_64.md``
+the budgets do not share work; every network gets a budget before the next
+budget starts. ``--retime`` times every cached model again back to back, so
+that the ratios compare runs taken under the same load. Writes ``results/deploy-x86_64.md``
 (``results/deploy-x86_64-quick.md`` with ``--quick``) after every step.
 """
 
@@ -34,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from deploy import compile_onnx, export_onnx, time_compiled, time_onnxruntime  # noqa: E402
+from deploy import compile_onnx, export_onnx, load_compiled, time_compiled, time_onnxruntime  # noqa: E402
 from search_spaces import ArchConfig, baseline_arch, build_model, load_space, shipped_space_path  # noqa: E402
 
 logger = logging.getLogger("benchmarks.deploy")
@@ -109,21 +112,55 @@ def tvm_step(folder: Path, trials: int) -> dict:
 
 
 def run(work_dir: Path, trial_budgets: list[int]) -> Iterator[dict[str, dict]]:
-    """Run (or reuse) every step; yields the table so far after each TVM step."""
+    """Run (or reuse) every step, each budget for every network before the next budget; yields the table so far
+    after each TVM step."""
     cache = Cache(work_dir / "results.json")
     table: dict[str, dict] = {}
+    folders = {}
     for label, arch in networks().items():
-        folder = work_dir / arch.arch_id
+        folder = folders[arch.arch_id] = work_dir / arch.arch_id
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "model.onnx").is_file():
             cache.data.pop(f"{arch.arch_id}/onnx", None)
         rows = {"onnx": cache.step(f"{arch.arch_id}/onnx", lambda a=arch, f=folder: export_step(a, f))}
         rows["onnxruntime"] = cache.step(f"{arch.arch_id}/onnxruntime", lambda a=arch, f=folder: ort_step(a, f))
-        for trials in [0, *trial_budgets]:
-            key = "tvm-untuned" if trials == 0 else f"tvm-tuned-{trials}"
-            rows[key] = cache.step(f"{arch.arch_id}/{key}", lambda f=folder, t=trials: tvm_step(f, t))
-            table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
+        table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
+    for trials in [0, *trial_budgets]:
+        key = "tvm-untuned" if trials == 0 else f"tvm-tuned-{trials}"
+        for arch_id, folder in folders.items():
+            table[arch_id]["rows"][key] = cache.step(f"{arch_id}/{key}", lambda f=folder, t=trials: tvm_step(f, t))
             yield table
+
+
+def retime(work_dir: Path, table: dict[str, dict]) -> None:
+    """Time every network's ONNX model and every library built so far again, back to back, so that the ratios
+    compare runs taken under the same load (tuning runs for hours; the load changes in between)."""
+    cache = Cache(work_dir / "results.json")
+    for arch_id, entry in table.items():
+        folder, rows = work_dir / arch_id, entry["rows"]
+        arch = next(a for a in networks().values() if a.arch_id == arch_id)
+        shape = (1, arch.input_channels, arch.resolution, arch.resolution)
+        fresh = {"onnxruntime": ort_step(arch, folder)}
+        for key in rows:
+            library = folder / f"model-{TARGET}-{key.removeprefix('tvm-')}.so"
+            if key.startswith("tvm-") and library.is_file():
+                compiled = load_compiled(library, target=TARGET, tvm_target=_host_target(), input_shape=shape)
+                stats = time_compiled(compiled, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS)
+                fresh[key] = {"latency_ms": stats.median_ms, "spread": stats.spread}
+        load = os.getloadavg()[0]
+        for key, timing in fresh.items():
+            first = rows[key].get("first_latency_ms", rows[key]["latency_ms"])
+            rows[key].update(timing, first_latency_ms=first, load_avg_1min=load, retimed=True)
+            cache.data[f"{arch_id}/{key}"] = rows[key]
+    tmp = cache.path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache.data, indent=1))
+    tmp.replace(cache.path)
+
+
+def _host_target() -> dict:
+    from deploy import get_target
+
+    return get_target(TARGET).resolve(num_threads=THREADS)
 
 
 def write_markdown(path: Path, table: dict[str, dict], command: str, trial_budgets: list[int]) -> None:
@@ -194,6 +231,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, nargs="+", default=None, help="trial budgets (default 200 1000)")
     parser.add_argument("--work-dir", type=Path, default=None, help="cache folder (default build/bench-deploy[-quick])")
     parser.add_argument("--fresh", action="store_true", help="forget cached steps and start over")
+    parser.add_argument("--retime", action="store_true", help="at the end, time every model again back to back")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     budgets = args.trials or ([20, 40] if args.quick else [200, 1000])
@@ -207,6 +245,9 @@ def main() -> int:
     command += f" --trials {' '.join(map(str, args.trials))}" if args.trials else ""
     for table in run(work_dir, budgets):
         write_markdown(out, table, command, budgets)
+    if args.retime:
+        retime(work_dir, table)
+        write_markdown(out, table, command + " --retime", budgets)
     logger.info("wrote %s", out)
     return 0
 
