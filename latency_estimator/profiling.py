@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import datetime
 import functools
+import itertools
 import json
 import logging
 import math
@@ -51,6 +52,8 @@ from search_spaces import (
     HeadConfig,
     StageConfig,
     StemConfig,
+    baseline_arch,
+    count_arch,
     load_space,
     plan_network,
     shipped_space_path,
@@ -71,6 +74,7 @@ __all__ = [
     "read_csv_rows",
     "reference_networks",
     "shipped_spaces_for",
+    "synthetic_network",
     "train_from_dataset",
     "warn_if_busy",
 ]
@@ -550,6 +554,10 @@ def profile_device(
     dataset = MeasurementDataset.open(directory or default_estimator_dir(device.name), device=device)
     dataset.write_metadata()
     warn_if_busy(device)
+    if device.profiles_in_network:
+        _profile_in_networks(device, dataset, settings, progress)
+        dataset.write_metadata()
+        return dataset
     sampler = SubgraphSampler(coverage_for(device.parallelism_factor, seed=seed), seed=seed)
     measured_ids = {row["arch_id"] for row in dataset.network_rows}
     archs = [
@@ -627,6 +635,121 @@ class _Session:
         self.done += 1
         if self.progress:
             self.progress(self.done, self.total)
+
+
+# ----- profiling inside whole networks ----------------------------------------------------------------------------
+SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like); the others come from the spaces
+ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
+
+
+def _profile_in_networks(
+    device: Device, dataset: MeasurementDataset, settings: ProfileSettings, progress: ProgressFn | None
+) -> None:
+    """Profile whole networks until the dataset holds ``settings.samples`` subgraphs: first networks from the
+    shipped spaces and synthetic ones in turn (coverage), then networks rich in the strata a quick regressor
+    predicts worst (adaptive). Every network's own latency goes to ``networks.csv`` for the overhead term, so
+    evaluation never sees a profiled network. The baseline and the reference networks are never profiled."""
+    coverage = coverage_for(device.parallelism_factor, seed=settings.seed)
+    held_out = {baseline_arch(parallelism_factor=device.parallelism_factor).arch_id}
+    held_out |= {arch.arch_id for arch in reference_networks().values()}
+    stream = _network_stream(device.parallelism_factor, coverage, seed=settings.seed)
+    coverage_count = settings.samples - round(settings.samples * settings.adaptive_share)
+    done = lambda: {row["arch_id"] for row in dataset.network_rows} | held_out  # noqa: E731
+    tick = (lambda: progress(min(len(dataset.rows), settings.samples), settings.samples)) if progress else None
+    logger.info("profiling %d subgraphs inside whole networks on %s", settings.samples, device.name)
+    while dataset.count("coverage") < coverage_count and len(dataset.rows) < settings.samples:
+        arch = next(a for a in stream if a.arch_id not in done())
+        _profile_one(device, dataset, arch, round_name="coverage", tick=tick)
+    if len(dataset.rows) >= settings.samples:
+        return
+    weights = _adaptive_weights(dataset, coverage)
+    per_network = max(1, dataset.count("coverage") // max(1, len(dataset.network_rows)))
+    needed = math.ceil((settings.samples - len(dataset.rows)) / per_network)
+    seen, candidates = done(), []
+    for arch in stream:
+        if len(candidates) >= ADAPTIVE_CANDIDATES * needed:
+            break
+        if arch.arch_id not in seen:
+            seen.add(arch.arch_id)
+            candidates.append(arch)
+    candidates.sort(key=lambda arch: -_network_weight(arch, weights))
+    for arch in candidates:
+        if len(dataset.rows) >= settings.samples:
+            break
+        _profile_one(device, dataset, arch, round_name="adaptive", tick=tick)
+
+
+def _profile_one(device: Device, dataset: MeasurementDataset, arch: ArchConfig, *, round_name: str, tick) -> None:
+    """One network: its subgraphs' rows, then its own row (which marks it done: a network interrupted before
+    that is profiled again on resume)."""
+    profile = device.profile_network(arch)
+    for block in plan_network(arch):
+        spec = SubgraphSpec.from_block(block, arch)
+        dataset.append_subgraph(spec, profile.subgraphs[block.name], round_name=round_name)
+    dataset.append_network(arch, profile.network)
+    if tick:
+        tick()
+
+
+def _network_weight(arch: ArchConfig, weights: dict[tuple[str, int], float]) -> float:
+    strata = [SubgraphSpec.from_block(block, arch).stratum for block in plan_network(arch)]
+    return float(np.mean([weights.get(stratum, 0.0) for stratum in strata]))
+
+
+def _network_stream(parallelism_factor: int, coverage: Coverage, *, seed: int) -> Iterator[ArchConfig]:
+    """Endless, deterministic for a seed: architectures sampled from the shipped spaces that have a choice, in
+    turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network`."""
+    spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
+    rng = np.random.default_rng([seed, 15485863])  # a stream apart from the evaluation's
+    for i in itertools.count():
+        if i % SYNTHETIC_EVERY == SYNTHETIC_EVERY - 1:
+            yield synthetic_network(coverage, rng)
+        else:
+            yield spaces[i % len(spaces)].sample(rng)
+
+
+def synthetic_network(coverage: Coverage, rng: np.random.Generator) -> ArchConfig:
+    """A mobile CNN outside any one space, drawn from the ranges the spaces and the reference networks cover:
+    4-7 stages of IBN (fused IBN one time in three) with widening channels, 1-4 blocks each, the kernels,
+    expansions, divisors and activations seen, three stride-2 stages, a 1x1 head conv; redrawn until it is no
+    larger than the largest reference network (:data:`SYNTHETIC_MAX_MACS`, :data:`SYNTHETIC_MAX_PARAMS`)."""
+    while True:
+        arch = _synthetic_draw(coverage, rng)
+        counts = count_arch(arch)
+        if counts.macs <= SYNTHETIC_MAX_MACS and counts.params <= SYNTHETIC_MAX_PARAMS:
+            return arch
+
+
+SYNTHETIC_MAX_MACS = 150_000_000  # the reference networks at 32x32: 83-115 M MACs
+SYNTHETIC_MAX_PARAMS = 4_000_000  # and 2.2-3.4 M parameters
+
+
+def _synthetic_draw(coverage: Coverage, rng: np.random.Generator) -> ArchConfig:
+    stem, ibn, head = coverage.ranges["stem"], coverage.ranges["ibn"], coverage.ranges["head_conv"]
+    resolution = int(rng.choice(stem.resolutions))
+    count = int(rng.integers(4, 8))
+    channels = sorted(_channels(ibn.out_channels, rng) for _ in range(count))
+    strided = set(rng.choice(np.arange(1, count), size=min(3, count - 1), replace=False).tolist())
+    stages = tuple(
+        StageConfig(
+            block=str(rng.choice(["ibn", "ibn", "fused_ibn"])),
+            kernel=int(rng.choice(ibn.kernels)),
+            expansion=1.0 if i == 0 else float(rng.choice([e for e in ibn.expansions if e > 1] or [1.0])),
+            channels=c,
+            depth=int(rng.integers(1, 5)),
+            stride=2 if i in strided else 1,
+        )
+        for i, c in enumerate(channels)
+    )
+    return ArchConfig(
+        input_channels=stem.in_channels[0],
+        resolution=resolution,
+        channel_divisor=int(rng.choice(ibn.divisors)),
+        activation=str(rng.choice(ibn.activations)),
+        stem=StemConfig(kernel=int(rng.choice(stem.kernels)), channels=_channels(stem.out_channels, rng), stride=1),
+        stages=stages,
+        head=HeadConfig(type="classification", channels=_channels(head.out_channels, rng), num_classes=10),
+    )
 
 
 def overhead_networks(parallelism_factor: int, *, count: int, seed: int = 0) -> list[ArchConfig]:

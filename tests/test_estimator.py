@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from latency_estimator.devices import get_device
+from latency_estimator.devices.cpu_ort import _owner
 from latency_estimator.errors import EstimatorError
 from latency_estimator.evaluation import accuracy_metrics, evaluate_estimator, plot_scatter
 from latency_estimator.profiling import (
@@ -23,11 +24,13 @@ from latency_estimator.profiling import (
     profile_device,
     reference_networks,
     shipped_spaces_for,
+    synthetic_network,
 )
 from latency_estimator.regressor import LatencyEstimator, load_estimator
 from latency_estimator.subgraph import decompose_arch
 from nas.cli.main import main
-from search_spaces import baseline_arch
+from search_spaces import ArchConfig, baseline_arch, count_arch, plan_network
+from tests.tiny_arch import TINY
 
 SIM = "sim-npu-p16"
 
@@ -88,6 +91,49 @@ def test_cpu_ort_tiny_profile_train_predict(tmp_path):
     measured = device.measure_network(arch).latency_ms
     assert 0.2 < prediction.latency_ms / measured < 5  # a 40-sample model on a shared CPU: the right scale only
     assert (tmp_path / "model.json").exists() or list(tmp_path.glob("model-*.json"))
+
+
+def _cpu_ort():
+    device = get_device("cpu-ort")
+    available, reason = device.is_available()
+    if not available:
+        pytest.skip(reason)
+    return device
+
+
+def test_cpu_ort_times_each_subgraph_inside_the_network():
+    arch = ArchConfig.from_dict(TINY)
+    profile = _cpu_ort().profile_network(arch)
+    assert list(profile.subgraphs) == [subgraph.name for subgraph in decompose_arch(arch)]
+    assert all(m.latency_ms > 0 and m.repeats >= 15 for m in profile.subgraphs.values())
+    total = sum(m.latency_ms for m in profile.subgraphs.values())
+    assert total == pytest.approx(profile.network.latency_ms, rel=0.05)  # shares add up to the network
+
+
+def test_a_profiled_node_belongs_to_the_longest_subgraph_name_it_extends():
+    names = ["stages.1.1", "stages.1.10", "head.pool", "head.classifier"]
+    assert _owner("stages.1.10.expand.act_nchwc", names) == "stages.1.10"
+    assert _owner("stages.1.1.project_nchwc", names) == "stages.1.1"
+    assert _owner("head.pool_nchwc", names) == "head.pool"
+    assert _owner("ReorderOutput", names) is None  # added by ORT: counts for the subgraph before it
+
+
+def test_in_network_profiling_resumes_and_never_profiles_an_evaluated_network(tmp_path):
+    device = _cpu_ort()
+    first = profile_device(device, samples=40, directory=tmp_path)
+    networks = [arch for arch, _ in first.networks()]
+    assert len(first.rows) >= 40 and len(first.rows) == sum(len(plan_network(arch)) for arch in networks)
+    held_out = {baseline_arch().arch_id} | {arch.arch_id for arch in reference_networks().values()}
+    assert not held_out & {arch.arch_id for arch in networks}
+    again = profile_device(device, samples=40, directory=tmp_path)
+    assert again.rows == first.rows and again.network_rows == first.network_rows  # nothing measured twice
+
+
+def test_synthetic_networks_stay_within_the_reference_networks_size():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        counts = count_arch(synthetic_network(coverage_for(8), rng))
+        assert counts.macs <= 150_000_000 and counts.params <= 4_000_000
 
 
 # ----- profiling data -----------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from latency_estimator.errors import DeviceError
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
 
-__all__ = ["Device", "DeviceProfile", "Measurement", "parse_settings"]
+__all__ = ["Device", "DeviceProfile", "Measurement", "NetworkProfile", "parse_settings"]
 
 PROFILE_KEYS = ("name", "device", "description", "parallelism_factor", "settings")
 
@@ -46,6 +46,14 @@ class Measurement:
     def __post_init__(self) -> None:
         if not (self.latency_ms > 0 and self.latency_ms < float("inf")):
             raise DeviceError(f"`latency_ms` must be positive and finite, but got {self.latency_ms=}")
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """One whole network timed as it is, and each of its subgraphs timed inside it (by subgraph name)."""
+
+    network: Measurement
+    subgraphs: Mapping[str, Measurement]
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,16 @@ class Device(abc.ABC):
     def measure_network(self, arch: ArchConfig) -> Measurement:
         """End-to-end latency of the whole network (a real run or a whole-network
         simulation); called for the networks the estimator is evaluated on."""
+
+    @property
+    def profiles_in_network(self) -> bool:
+        """True when profiling should time subgraphs inside whole networks (:meth:`profile_network`)
+        rather than one by one (:meth:`measure_subgraph`)."""
+        return False
+
+    def profile_network(self, arch: ArchConfig) -> NetworkProfile:
+        """The whole network's latency and each subgraph's share of it, timed in place."""
+        raise DeviceError(f"{self.name}: cannot time subgraphs inside a network; profile them one by one")
 
     def is_available(self) -> tuple[bool, str]:
         """``(True, "")`` when this machine can measure, else ``(False, reason)``;
