@@ -48,9 +48,8 @@ from latency_estimator.regressor import LatencyEstimator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Per implementation: evaluation networks and targets (None: report only).
-# cpu-ort fits its overhead term on 36 networks: in a network a layer's weights are no longer hot in cache,
-# so measured / summed subgraphs grows with the weights (Spearman 0.85 over 105 networks, 0.7-23 MB), and
-# 12 networks measured on a busy machine were too few to tell a per-MB term from noise (~0.3 s apiece).
+# cpu-ort profiles inside whole networks, so every profiled network is also an overhead network (``networks``
+# is then unused); profiled one by one, it needed 36 networks to fit a weight-size term.
 SETUPS = {
     "sim-npu": {"models": 200, "networks": 12, "within_10pct": 0.99, "kendall_tau": None, "build_s": 60},
     "onnxruntime-cpu": {"models": 100, "networks": 36, "within_10pct": 0.95, "kendall_tau": 0.9, "build_s": 900},
@@ -136,6 +135,7 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
             "subgraph_measurements": len(dataset.rows),
             "network_measurements": len(dataset.network_rows),
             "adaptive_measurements": dataset.count("adaptive"),
+            "in_network": device.profiles_in_network,
             "chosen": f"{meta['prior']['form']}/{meta['layout']}",
             "candidates": meta["training"]["candidates"],
             "overhead": meta["overhead"],
@@ -296,6 +296,15 @@ def build_section(info: dict) -> list[str]:
         "",
         f"- {info['subgraph_measurements']:,} subgraph measurements ({info['adaptive_measurements']} in the adaptive "
         f"round), {info['network_measurements']} whole-network measurements for the overhead term",
+        *(
+            [
+                f"- every subgraph was timed inside one of those {info['network_measurements']} networks (ONNX "
+                "Runtime's per-node profiler; shares scaled to add up to the unprofiled network latency), "
+                "not alone in a loop"
+            ]
+            if info.get("in_network")
+            else []
+        ),
         f"- build time from scratch: {info['seconds']:.1f} s (training {info['train_seconds']:.1f} s)",
         f"- kept prior/layout: **{info['chosen']}** (lowest held-out subgraph MAPE of these):",
         "",

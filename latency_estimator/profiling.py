@@ -16,6 +16,14 @@ for the estimator's overhead term:
    measured; the remaining samples go to the strata where its error is
    highest (as adaptive samplers in nn-Meter do).
 
+A device that can time subgraphs inside whole networks (``cpu-ort``, with its
+per-node profiler: :meth:`Device.profile_network`) is profiled that way
+instead: networks sampled from the shipped spaces and synthetic reference-like
+ones in turn, then (adaptive) networks rich in the worst-predicted strata; each
+network gives one row per subgraph and its own whole-network row. Alone in a
+loop, a subgraph keeps its weights in cache and pays layout reorders at its own
+edges, which inside a network it does not.
+
 Every measurement is appended and flushed at once, so an interrupted run
 keeps what it measured; a rerun with the same arguments continues where it
 stopped (``samples`` is the total the dataset should hold). The metadata
