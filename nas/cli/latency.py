@@ -33,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="subgraph measurements the folder should hold (default: 600 on sim-npu, 3000 on cpu-ort, 1500 elsewhere)",
     )
-    profile.add_argument("--networks", type=int, default=12, help="whole networks measured for the overhead term")
+    profile.add_argument(
+        "--networks",
+        type=int,
+        default=12,
+        help="whole networks measured for the overhead term (cpu-ort profiles inside networks and measures them all)",
+    )
     profile.add_argument("--seed", type=int, default=0, help="seed of the subgraph sampler")
     profile.set_defaults(func=run_profile)
 
