@@ -1,10 +1,12 @@
 """cpu-ort: real timing of ONNX Runtime's CPU execution provider.
 
-Each subgraph is built as an ONNX graph straight from its ops
+Networks and subgraphs are built as ONNX graphs straight from their ops
 (:mod:`latency_estimator.onnx_graph`, BatchNorm folded, random weights) and run
 in a session with fixed threads: ``intra_op_threads`` (default 1), one
 inter-op thread, sequential execution, every graph optimisation on, as a
-deployed model runs.
+deployed model runs. With ``in_network`` (the default) profiling times each
+subgraph inside a whole network (:meth:`OnnxRuntimeCpu.profile_network`);
+otherwise alone (:meth:`OnnxRuntimeCpu.measure_subgraph`).
 
 Subgraphs, whole networks and ONNX files are all timed the same way
 (:mod:`latency_estimator.devices._timing`): the 10th percentile of short
