@@ -36,7 +36,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from latency_estimator.devices import get_device  # noqa: E402
-from latency_estimator.evaluation import Evaluation, evaluate_estimator, plot_scatter, write_csv  # noqa: E402
+from latency_estimator.evaluation import (  # noqa: E402
+    Evaluation,
+    accuracy_metrics,
+    evaluate_estimator,
+    plot_scatter,
+    write_csv,
+)
 from latency_estimator.profiling import (  # noqa: E402
     MeasurementDataset,
     default_samples,
@@ -87,6 +93,8 @@ def main() -> int:
         estimator, device, models=models, seed=args.seed + 1, measurements=work / "evaluation-measured.csv"
     )
     state.set("evaluation_load", [load_before, load_average()])
+    if not device.deterministic and not state.get("second_pass"):
+        state.set("second_pass", second_pass(device, evaluation))
     throughput = state.get("throughput") or state.set("throughput", measure_throughput(work / "estimator", args.seed))
     command = f"python benchmarks/latency_estimator.py --device {device.name} --samples {samples} --models {models}"
     command += f" --networks {networks}" + (f" --seed {args.seed}" if args.seed else "")
@@ -150,6 +158,38 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
+def second_pass(device, evaluation: Evaluation) -> dict[str, float]:
+    """Every evaluated network measured again, right after the first pass: how far the device's own numbers move
+    between two passes a minute apart is a floor under any estimator's error on that device."""
+    logging.getLogger("latency_estimator").info("measuring the %d networks a second time", len(evaluation.networks))
+    return {n.arch.arch_id: device.measure_network(n.arch).latency_ms for n in evaluation.networks}
+
+
+def repeatability_lines(evaluation: Evaluation, again: dict[str, float] | None) -> list[str]:
+    if not again:
+        return []
+    first = np.array([n.measured_ms for n in evaluation.networks])
+    second = np.array([again[n.arch.arch_id] for n in evaluation.networks])
+    predicted = np.array([n.predicted_ms for n in evaluation.networks])
+    between, against_second = accuracy_metrics(second, first), accuracy_metrics(predicted, second)
+    return [
+        "## Repeatability of the measurements themselves",
+        "",
+        "Every evaluated network was measured a second time right after the first pass (same code, same settings).",
+        "",
+        "| comparison | within ±10 % | within ±5 % | RMSPE | Kendall τ |",
+        "|---|---|---|---|---|",
+        f"| second pass vs first pass | {between.within_10pct:.1%} | {between.within_5pct:.1%} | "
+        f"{between.rmspe:.2%} | {between.kendall_tau:.3f} |",
+        f"| estimator vs second pass | {against_second.within_10pct:.1%} | {against_second.within_5pct:.1%} | "
+        f"{against_second.rmspe:.2%} | {against_second.kendall_tau:.3f} |",
+        "",
+        f"Median second / first: {np.median(second / first):.3f}. Where the two passes disagree, no estimator "
+        "trained on earlier measurements can agree with both.",
+        "",
+    ]
+
+
 def measure_throughput(directory: Path, seed: int) -> dict[str, float]:
     """Batched predictions per second on one core: a freshly loaded estimator (empty cache), then warm."""
     if hasattr(os, "sched_setaffinity"):
@@ -210,6 +250,7 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
         f"Scatter plot: `results/latency-estimator-{name}.png`; "
         f"per-network table: `results/latency-estimator-{name}.csv`.",
         "",
+        *repeatability_lines(evaluation, state.get("second_pass")),
         *build_section(build_info),
         "",
         "## Prediction throughput (one core)",

@@ -648,12 +648,13 @@ class _Session:
 # ----- profiling inside whole networks ----------------------------------------------------------------------------
 SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like); the others come from the spaces
 ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
+FIT_TRIES = 500  # networks drawn to find one whose subgraphs still fit in ``samples``; none: profiling is done
 
 
 def _profile_in_networks(
     device: Device, dataset: MeasurementDataset, settings: ProfileSettings, progress: ProgressFn | None
 ) -> None:
-    """Profile whole networks until the dataset holds ``settings.samples`` subgraphs: first networks from the
+    """Profile whole networks while their subgraphs fit in ``settings.samples`` rows: first networks from the
     shipped spaces and synthetic ones in turn (coverage), then networks rich in the strata a quick regressor
     predicts worst (adaptive). Every network's own latency goes to ``networks.csv`` for the overhead term, so
     evaluation never sees a profiled network. The baseline and the reference networks are never profiled."""
@@ -665,11 +666,12 @@ def _profile_in_networks(
     done = lambda: {row["arch_id"] for row in dataset.network_rows} | held_out  # noqa: E731
     tick = (lambda: progress(min(len(dataset.rows), settings.samples), settings.samples)) if progress else None
     logger.info("profiling %d subgraphs inside whole networks on %s", settings.samples, device.name)
-    while dataset.count("coverage") < coverage_count and len(dataset.rows) < settings.samples:
-        arch = next(a for a in stream if a.arch_id not in done())
+    fits = lambda arch: len(dataset.rows) + len(plan_network(arch)) <= settings.samples  # noqa: E731
+    while dataset.count("coverage") < coverage_count:
+        arch = next((a for a in itertools.islice(stream, FIT_TRIES) if a.arch_id not in done() and fits(a)), None)
+        if arch is None:
+            return
         _profile_one(device, dataset, arch, round_name="coverage", tick=tick)
-    if len(dataset.rows) >= settings.samples:
-        return
     weights = _adaptive_weights(dataset, coverage)
     per_network = max(1, dataset.count("coverage") // max(1, len(dataset.network_rows)))
     needed = math.ceil((settings.samples - len(dataset.rows)) / per_network)
@@ -682,9 +684,8 @@ def _profile_in_networks(
             candidates.append(arch)
     candidates.sort(key=lambda arch: -_network_weight(arch, weights))
     for arch in candidates:
-        if len(dataset.rows) >= settings.samples:
-            break
-        _profile_one(device, dataset, arch, round_name="adaptive", tick=tick)
+        if fits(arch):
+            _profile_one(device, dataset, arch, round_name="adaptive", tick=tick)
 
 
 def _profile_one(device: Device, dataset: MeasurementDataset, arch: ArchConfig, *, round_name: str, tick) -> None:

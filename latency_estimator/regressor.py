@@ -46,7 +46,7 @@ import xgboost as xgb
 from scipy.optimize import least_squares, nnls
 
 from latency_estimator.errors import EstimatorError
-from latency_estimator.subgraph import Subgraph, decompose_arch
+from latency_estimator.subgraph import Subgraph, decompose_arch, padded_macs
 from search_spaces import ArchConfig, HeadConfig, StemConfig
 
 __all__ = [
@@ -136,8 +136,7 @@ class SubgraphBatch:
 def _op_work(op, subgraph: Subgraph, parallelism_factor: int) -> tuple[float, float]:
     """(padded MACs, bytes moved) of one op, computed by the one-op subgraph (as the device counts them)."""
     alone = Subgraph.from_ops(op.name, OP_KIND.get(op.kind, subgraph.kind), (op,), activation=subgraph.activation)
-    values = alone.features(parallelism_factor)
-    return values["macs_padded"], values["bytes_read"] + values["bytes_written"]
+    return padded_macs(op, parallelism_factor), alone.bytes_read + alone.bytes_written
 
 
 # ----- the prior --------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from latency_estimator.errors import EstimatorError
 from search_spaces.arch import ArchConfig
 from search_spaces.plan import BlockPlan, OpSpec, plan_network
 
-__all__ = ["ACTIVATIONS", "KINDS", "Subgraph", "decompose_arch", "weight_count"]
+__all__ = ["ACTIVATIONS", "KINDS", "Subgraph", "decompose_arch", "padded_macs", "weight_count"]
 
 # Every kind of unit; "eltwise" is an Add/Mul/Concat outside any unit (ONNX only).
 KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier", "eltwise")
@@ -119,7 +119,7 @@ class Subgraph:
             "bytes_written": self.bytes_written,
             "bytes_intermediate": self.bytes_intermediate,
             "arithmetic_intensity": self.macs / moved if moved else 0.0,
-            "macs_padded": sum(_padded_macs(op, p) for op in self.ops),
+            "macs_padded": sum(padded_macs(op, p) for op in self.ops),
         }
         for label, channels in (("in", self.in_channels), ("hidden", self.hidden_channels), ("out", out_c)):
             values[f"{label}_channels_mod_p"] = channels % p
@@ -185,7 +185,7 @@ def weight_count(op: OpSpec) -> int:
     return 0
 
 
-def _padded_macs(op: OpSpec, p: int) -> int:
+def padded_macs(op: OpSpec, p: int) -> int:
     c_in, c_out, (_, h_out, w_out) = op.in_shape[0], op.out_shape[0], op.out_shape
     pad = lambda c: -(-c // p) * p  # noqa: E731
     if op.kind == "conv":  # a depthwise conv fills 1 of P input lanes: counted as P

@@ -122,7 +122,7 @@ def test_in_network_profiling_resumes_and_never_profiles_an_evaluated_network(tm
     device = _cpu_ort()
     first = profile_device(device, samples=40, directory=tmp_path)
     networks = [arch for arch, _ in first.networks()]
-    assert len(first.rows) >= 40 and len(first.rows) == sum(len(plan_network(arch)) for arch in networks)
+    assert 20 <= len(first.rows) <= 40 and len(first.rows) == sum(len(plan_network(arch)) for arch in networks)
     held_out = {baseline_arch().arch_id} | {arch.arch_id for arch in reference_networks().values()}
     assert not held_out & {arch.arch_id for arch in networks}
     again = profile_device(device, samples=40, directory=tmp_path)
