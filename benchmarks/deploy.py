@@ -191,6 +191,20 @@ def write_markdown(path: Path, table: dict[str, dict], command: str, trial_budge
     lines += ["", "Networks:", ""]
     lines += [f"- `{arch_id}` {entry['label']}: `{entry['block_string']}`" for arch_id, entry in table.items()]
     lines += ["", _notes()]
+    if any(row.get("retimed") for entry in table.values() for row in entry["rows"].values()):
+        lines += [
+            "",
+            "Every latency above was timed again back to back at the end (`--retime`), `load` then; the first "
+            "timings, taken right after each build while other steps and jobs ran, are kept in the work dir's "
+            "`results.json` as `first_latency_ms`.",
+        ]
+    paused = [row["paused_s"] for entry in table.values() for row in entry["rows"].values() if "paused_s" in row]
+    if paused:
+        lines += [
+            "",
+            f"(†) The process was stopped for {sum(paused):.0f} s during that step so that a timing benchmark had "
+            "the machine alone; the wall times shown exclude that pause.",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -198,11 +212,15 @@ def write_markdown(path: Path, table: dict[str, dict], command: str, trial_budge
 def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
     trials = 0 if key == "tvm-untuned" else int(key.rsplit("-", 1)[1])
     runtime = "TVM untuned" if trials == 0 else f"TVM tuned, {trials} trials"
-    tuning = f"{row['tuning_seconds']:.0f}" if "tuning_seconds" in row else ""
+    # paused_s: seconds the run was stopped (SIGSTOP) mid-step so that a timing benchmark had the machine alone;
+    # written into results.json by hand, taken off the wall times here
+    paused = row.get("paused_s", 0)
+    tuning = f"{row['tuning_seconds'] - paused:.0f}" + (" (†)" if paused else "") if "tuning_seconds" in row else ""
     tasks = f"{row['tasks']} x {math.ceil(trials / row['tasks'])} ({row['measured']})" if "tasks" in row else ""
     return (
         f"| | {runtime} | {row['latency_ms']:.3f} | {row['latency_ms'] / ort_ms:.2f} | {tuning} | {tasks} "
-        f"| {row['compile_seconds']:.0f} | {row['library_bytes'] / 1024:.0f} KiB .so | {row['load_avg_1min']:.1f} |"
+        f"| {row['compile_seconds'] - paused:.0f} | {row['library_bytes'] / 1024:.0f} KiB .so "
+        f"| {row['load_avg_1min']:.1f} |"
     )
 
 
