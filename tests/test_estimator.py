@@ -107,7 +107,7 @@ def test_cpu_ort_times_each_subgraph_inside_the_network():
     assert list(profile.subgraphs) == [subgraph.name for subgraph in decompose_arch(arch)]
     assert all(m.latency_ms > 0 and m.repeats >= 15 for m in profile.subgraphs.values())
     total = sum(m.latency_ms for m in profile.subgraphs.values())
-    assert total == pytest.approx(profile.network.latency_ms, rel=0.05)  # shares add up to the network
+    assert total == pytest.approx(profile.network.latency_ms, rel=1e-9)  # shares add up to the network
 
 
 def test_a_profiled_node_belongs_to_the_longest_subgraph_name_it_extends():

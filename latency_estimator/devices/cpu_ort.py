@@ -93,12 +93,12 @@ class OnnxRuntimeCpu(Device):
             raise DeviceError(f"{self.name}: the profile of {arch.arch_id} has no kernel of subgraphs {missing}")
         kernel_ms = {name: float(np.mean(times[times <= np.median(times)])) for name, times in per_run.items()}
         per_node = (sum(kernel_ms.values()) - network.latency_ms) / sum(nodes.values())
+        # In a tiny network the per-node share can exceed a subgraph's own kernels: keep a tenth of them, then
+        # rescale so that the shares still add up to the network.
+        share = {name: max(kernel_ms[name] - nodes[name] * per_node, 0.1 * kernel_ms[name]) for name in names}
+        scale = network.latency_ms / sum(share.values())
         subgraphs = {
-            name: Measurement(
-                latency_ms=max(kernel_ms[name] - nodes[name] * per_node, 0.1 * kernel_ms[name]),
-                spread=relative_iqr(per_run[name]),
-                repeats=runs,
-            )
+            name: Measurement(latency_ms=share[name] * scale, spread=relative_iqr(per_run[name]), repeats=runs)
             for name in names
         }
         return NetworkProfile(network=network, subgraphs=subgraphs)
