@@ -35,6 +35,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ import xgboost as xgb
 from scipy.optimize import least_squares, nnls
 
 from latency_estimator.errors import EstimatorError
-from latency_estimator.subgraph import Subgraph, decompose_arch, padded_macs
+from latency_estimator.subgraph import BYTES_PER_ELEMENT, Subgraph, decompose_arch, padded_macs, weight_count
 from search_spaces import ArchConfig, HeadConfig, StemConfig
 
 __all__ = [
@@ -87,7 +88,6 @@ XGB_PARAMS = {
 }
 XGB_ROUNDS = 300
 MIN_KIND_ROWS = 20  # fewer measurements of a kind than this: the shared model serves it
-OP_KIND = {"conv": "conv", "pool": "pool", "linear": "classifier", "eltwise": "eltwise"}
 
 
 def default_estimator_dir(device: str) -> Path:
@@ -112,7 +112,7 @@ class SubgraphBatch:
         if not subgraphs:
             raise EstimatorError("no subgraphs to predict")
         rows = [sg.features(parallelism_factor) for sg in subgraphs]
-        work = [(i, *_op_work(op, sg, parallelism_factor)) for i, sg in enumerate(subgraphs) for op in sg.ops]
+        work = [(i, *_op_work(op, parallelism_factor)) for i, sg in enumerate(subgraphs) for op in sg.ops]
         owner, macs, moved = (np.array(column, dtype=float) for column in zip(*work, strict=True))
         return cls(
             feature_names=tuple(rows[0]),
@@ -133,10 +133,11 @@ class SubgraphBatch:
         return np.bincount(self.op_owner, weights=op_values, minlength=len(self))
 
 
-def _op_work(op, subgraph: Subgraph, parallelism_factor: int) -> tuple[float, float]:
-    """(padded MACs, bytes moved) of one op, computed by the one-op subgraph (as the device counts them)."""
-    alone = Subgraph.from_ops(op.name, OP_KIND.get(op.kind, subgraph.kind), (op,), activation=subgraph.activation)
-    return padded_macs(op, parallelism_factor), alone.bytes_read + alone.bytes_written
+def _op_work(op, parallelism_factor: int) -> tuple[float, float]:
+    """(padded MACs, bytes moved) of one op alone, as the device counts them: its input(s), weights and output."""
+    inputs = 2 if op.kind == "eltwise" else 1
+    moved = BYTES_PER_ELEMENT * (inputs * math.prod(op.in_shape) + weight_count(op) + math.prod(op.out_shape))
+    return padded_macs(op, parallelism_factor), moved
 
 
 # ----- the prior --------------------------------------------------------------------------------------------------
