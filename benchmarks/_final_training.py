@@ -65,6 +65,22 @@ class SearchRecipe:
     subset_test: int = 2_000  # IDX test file written for the search (search-time test accuracy)
     seed: int = 0
 
+    def search_options(self, data_dir: Path) -> dict[str, Any]:
+        """The ``run_search`` keywords of this recipe (evolution, hybrid), the same for every benchmark."""
+        return {
+            "trials": self.trials,
+            "strategy": "evolution",
+            "mode": "hybrid",
+            "epochs": self.epochs,
+            "train_limit": self.train_limit,
+            "data_dir": data_dir,
+            "seed": self.seed,
+            "population_size": self.population_size,
+            "screen_ratio": self.screen_ratio,
+            "proxy": self.proxy,
+            "pruner": self.pruner,
+        }
+
     def describe(self) -> str:
         return (
             f"{self.trials} trials per variant, NSGA-II (population {self.population_size}), hybrid mode "

@@ -37,7 +37,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from deploy import compile_onnx, export_onnx, load_compiled, time_compiled, time_onnxruntime  # noqa: E402
+from deploy import (  # noqa: E402
+    compile_onnx,
+    export_onnx,
+    get_target,
+    load_compiled,
+    time_compiled,
+    time_onnxruntime,
+)
 from search_spaces import ArchConfig, baseline_arch, build_model, load_space, shipped_space_path  # noqa: E402
 
 logger = logging.getLogger("benchmarks.deploy")
@@ -136,15 +143,16 @@ def retime(work_dir: Path, table: dict[str, dict]) -> None:
     """Time every network's ONNX model and every library built so far again, back to back, so that the ratios
     compare runs taken under the same load (tuning runs for hours; the load changes in between)."""
     cache = Cache(work_dir / "results.json")
+    archs = {arch.arch_id: arch for arch in networks().values()}
+    host_target = get_target(TARGET).resolve(num_threads=THREADS)
     for arch_id, entry in table.items():
-        folder, rows = work_dir / arch_id, entry["rows"]
-        arch = next(a for a in networks().values() if a.arch_id == arch_id)
+        folder, rows, arch = work_dir / arch_id, entry["rows"], archs[arch_id]
         shape = (1, arch.input_channels, arch.resolution, arch.resolution)
         fresh = {"onnxruntime": ort_step(arch, folder)}
         for key in rows:
             library = folder / f"model-{TARGET}-{key.removeprefix('tvm-')}.so"
             if key.startswith("tvm-") and library.is_file():
-                compiled = load_compiled(library, target=TARGET, tvm_target=_host_target(), input_shape=shape)
+                compiled = load_compiled(library, target=TARGET, tvm_target=host_target, input_shape=shape)
                 stats = time_compiled(compiled, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS)
                 fresh[key] = {"latency_ms": stats.median_ms, "spread": stats.spread}
         load = os.getloadavg()[0]
@@ -155,12 +163,6 @@ def retime(work_dir: Path, table: dict[str, dict]) -> None:
     tmp = cache.path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cache.data, indent=1))
     tmp.replace(cache.path)
-
-
-def _host_target() -> dict:
-    from deploy import get_target
-
-    return get_target(TARGET).resolve(num_threads=THREADS)
 
 
 def write_markdown(path: Path, table: dict[str, dict], command: str, trial_budgets: list[int]) -> None:

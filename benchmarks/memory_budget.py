@@ -70,20 +70,10 @@ def search(args: argparse.Namespace, recipe: SearchRecipe, data: Path, limits: t
         device=args.device,
         dataset="fashion-mnist",
         study=f"memory-budget-{args.device}-{args.space}-{args.fraction:g}-{args.peak_fraction or args.fraction:g}",
-        trials=args.trials or recipe.trials,
-        strategy="evolution",
-        mode="hybrid",
         max_params=limits[0],
         max_peak_memory_kb=limits[1],
-        epochs=recipe.epochs,
-        train_limit=recipe.train_limit,
         results_dir=args.work_dir / f"memory-budget-{tag}",
-        data_dir=data,
-        seed=recipe.seed,
-        population_size=recipe.population_size,
-        screen_ratio=recipe.screen_ratio,
-        proxy=recipe.proxy,
-        pruner=recipe.pruner,
+        **(recipe.search_options(data) | {"trials": args.trials or recipe.trials}),
     )
 
 

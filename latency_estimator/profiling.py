@@ -663,19 +663,20 @@ def _profile_in_networks(
     held_out |= {arch.arch_id for arch in reference_networks().values()}
     stream = _network_stream(device.parallelism_factor, coverage, seed=settings.seed)
     coverage_count = settings.samples - round(settings.samples * settings.adaptive_share)
-    done = lambda: {row["arch_id"] for row in dataset.network_rows} | held_out  # noqa: E731
+    seen = {row["arch_id"] for row in dataset.network_rows} | held_out  # profiled, or never to be
     tick = (lambda: progress(min(len(dataset.rows), settings.samples), settings.samples)) if progress else None
     logger.info("profiling %d subgraphs inside whole networks on %s", settings.samples, device.name)
     fits = lambda arch: len(dataset.rows) + len(plan_network(arch)) <= settings.samples  # noqa: E731
     while dataset.count("coverage") < coverage_count:
-        arch = next((a for a in itertools.islice(stream, FIT_TRIES) if a.arch_id not in done() and fits(a)), None)
+        arch = next((a for a in itertools.islice(stream, FIT_TRIES) if a.arch_id not in seen and fits(a)), None)
         if arch is None:
             return
+        seen.add(arch.arch_id)
         _profile_one(device, dataset, arch, round_name="coverage", tick=tick)
     weights = _adaptive_weights(dataset, coverage)
     per_network = max(1, dataset.count("coverage") // max(1, len(dataset.network_rows)))
     needed = math.ceil((settings.samples - len(dataset.rows)) / per_network)
-    seen, candidates = done(), []
+    candidates = []
     for arch in stream:
         if len(candidates) >= ADAPTIVE_CANDIDATES * needed:
             break
