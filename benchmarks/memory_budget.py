@@ -37,7 +37,7 @@ from benchmarks._final_training import (  # noqa: E402
 from benchmarks.ablation import QUICK_SEARCH, trained  # noqa: E402
 from latency_estimator import get_device  # noqa: E402
 from nas.search import SearchError, SearchResult, run_search  # noqa: E402
-from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
+from search_spaces import SHIPPED_SPACES, ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
 
 logger = logging.getLogger("memory_budget")
 ACCURACY_SLACK = 0.01  # 1 point
@@ -46,7 +46,7 @@ ACCURACY_SLACK = 0.01  # 1 point
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="sim-npu-p32")
-    parser.add_argument("--space", default="memory", help="shipped search space")
+    parser.add_argument("--space", default="memory", choices=SHIPPED_SPACES, help="shipped search space")
     parser.add_argument("--fraction", type=float, default=0.55, help="params budget as a fraction of the baseline's")
     parser.add_argument("--peak-fraction", type=float, default=None, help="peak-memory budget; default: --fraction")
     parser.add_argument("--trials", type=int, default=None, help="default: the ablation's search recipe")
