@@ -53,8 +53,19 @@ def test_measurements_repeat(device, ibn: Subgraph) -> None:
     first, second = device.measure_subgraph(ibn), device.measure_subgraph(ibn)
     if device.deterministic:
         assert first == second
-    else:  # each is a low percentile of many timed samples, retaken when noisy
-        assert second.latency_ms == pytest.approx(first.latency_ms, rel=0.3)
+        return
+    # Each is a low percentile of many timed samples, retaken when noisy. A shared
+    # machine's speed still shifts by tens of % within seconds now and then, so
+    # one shift is forgiven: a third measurement must then agree with one of the two.
+    latencies = [first.latency_ms, second.latency_ms]
+    if not agree(*latencies):
+        latencies.append(device.measure_subgraph(ibn).latency_ms)
+    pairs = [(a, b) for i, a in enumerate(latencies) for b in latencies[i + 1 :]]
+    assert any(agree(a, b) for a, b in pairs), f"no two of {latencies} ms agree within 30 %"
+
+
+def agree(a: float, b: float) -> bool:
+    return b == pytest.approx(a, rel=0.3)
 
 
 def test_network_latency_is_positive(device) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from latency_estimator import DeviceError
 from latency_estimator.profiling import build_estimator
@@ -146,6 +147,23 @@ def test_journal_storage_holds_a_resumable_study(tmp_path):
     assert len(read_rows(tmp_path / "jr")) == 5
 
 
+OPEN_STORAGE = """
+import time
+from nas.search.settings import SearchSettings
+from nas.search.study import make_storage
+time.sleep(max(0.0, {start} - time.time()))
+make_storage(SearchSettings(space={space!r}, device="sim-npu-p32", dataset="digits", storage={url!r}))
+"""
+
+
+def test_workers_started_together_on_a_new_database_all_open_it(tmp_path):
+    """They race to create the tables; the losers retry instead of failing."""
+    code = OPEN_STORAGE.format(start=time.time() + 8, space=str(BASE["space"]), url=f"sqlite:///{tmp_path / 'new.db'}")
+    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE) for _ in range(6)]
+    errors = [worker.communicate(timeout=120)[1].decode() for worker in workers]
+    assert [w.returncode for w in workers] == [0] * 6, "\n".join(errors)
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path):
     run_search(**BASE, mode="zeroshot", trials=1, study="same", results_dir=tmp_path, baseline=False)
     with pytest.raises(SearchError, match=r"created with other settings \(device: study has 'sim-npu-p32'"):
@@ -214,8 +232,8 @@ def wait_for_training(db: Path, process: subprocess.Popen, timeout_s: float = 24
         if db.exists():
             try:
                 trials = load_killed(db)
-            except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
-                trials = []  # the study is still being created
+            except (KeyError, ValueError, optuna.exceptions.StorageInternalError, SQLAlchemyError):
+                trials = []  # the database or the study is still being created
             if any(t.state.is_finished() for t in trials) and mid_trial(trials):
                 return
         time.sleep(0.5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.exc import SQLAlchemyError
 
 from nas.search.budgets import SearchError
 from nas.search.resume import retry_interrupted
@@ -61,19 +63,36 @@ def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[B
         url = f"sqlite:///{settings.study_dir / 'study.db'}"
     if "://" not in url:
         return _journal_storage(Path(url)), f"journal file {url}"
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    beat = {
+        "heartbeat_interval": settings.heartbeat_s,
+        "grace_period": 2 * settings.heartbeat_s,
+        "heartbeat_stale_trial_callback": retry_interrupted,
+    }
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
-            beat = {
-                "heartbeat_interval": settings.heartbeat_s,
-                "grace_period": 2 * settings.heartbeat_s,
-                "heartbeat_stale_trial_callback": retry_interrupted,
-            }
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **(beat if heartbeat else {}))
-    except STORAGE_ERRORS + _sqlalchemy_errors() as exc:
+        storage = _open_rdb(url, **(beat if heartbeat else {}))
+    except STORAGE_ERRORS + (SQLAlchemyError,) as exc:
         raise SearchError(f"cannot open storage {url!r}: {_one_line(exc)}") from None
     return storage, url
+
+
+def _open_rdb(url: str, attempts: int = 4, **heartbeat) -> RDBStorage:
+    """Open (or create) an RDB storage; a worker that loses the race to create the tables tries again.
+
+    Workers started together on a new database all find it empty and all make
+    its tables and record its schema version; all but one fail ("table already
+    exists", a duplicate version row). Once that one has finished, opening
+    succeeds. Any database error is retried, so a bad URL costs 1.5 s of
+    retries before its error.
+    """
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
+        for attempt in range(1, attempts):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            except SQLAlchemyError:
+                time.sleep(0.25 * attempt)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
 def _journal_storage(path: Path) -> JournalStorage:
@@ -83,14 +102,6 @@ def _journal_storage(path: Path) -> JournalStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     except STORAGE_ERRORS as exc:
         raise SearchError(f"cannot open journal storage {path}: {_one_line(exc)}") from None
-
-
-def _sqlalchemy_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:
-        return ()
-    return (SQLAlchemyError,)
 
 
 def metric_names(settings: SearchSettings) -> list[str]:
