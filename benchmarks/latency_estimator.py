@@ -40,6 +40,7 @@ from latency_estimator.evaluation import (  # noqa: E402
     Evaluation,
     accuracy_metrics,
     evaluate_estimator,
+    measure_networks,
     plot_scatter,
     write_csv,
 )
@@ -93,8 +94,8 @@ def main() -> int:
         estimator, device, models=models, seed=args.seed + 1, measurements=work / "evaluation-measured.csv"
     )
     state.set("evaluation_load", [load_before, load_average()])
-    if not device.deterministic and not state.get("second_pass"):
-        state.set("second_pass", second_pass(device, evaluation))
+    if not device.deterministic and not state.get("second_measurement"):
+        state.set("second_measurement", second_measurement(device, evaluation))
     throughput = state.get("throughput") or state.set("throughput", measure_throughput(work / "estimator", args.seed))
     command = f"python benchmarks/latency_estimator.py --device {device.name} --samples {samples} --models {models}"
     command += f" --networks {networks}" + (f" --seed {args.seed}" if args.seed else "")
@@ -144,6 +145,7 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
             "network_measurements": len(dataset.network_rows),
             "adaptive_measurements": dataset.count("adaptive"),
             "in_network": device.profiles_in_network,
+            "network_passes": list(device.network_passes),
             "chosen": f"{meta['prior']['form']}/{meta['layout']}",
             "candidates": meta["training"]["candidates"],
             "overhead": meta["overhead"],
@@ -158,16 +160,19 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def second_pass(device, evaluation: Evaluation) -> dict[str, float]:
-    """Every evaluated network measured again, right after the first pass: how far the device's own numbers move
-    between two passes a minute apart is a floor under any estimator's error on that device."""
+def second_measurement(device, evaluation: Evaluation) -> dict[str, float]:
+    """Every evaluated network measured again, the same way, right after the first time: how far the device's own
+    numbers move between two measurements minutes apart is a floor under any estimator's error on that device."""
     logging.getLogger("latency_estimator").info("measuring the %d networks a second time", len(evaluation.networks))
-    return {n.arch.arch_id: device.measure_network(n.arch).latency_ms for n in evaluation.networks}
+    timed = measure_networks(device, [(n.name, n.source, n.arch) for n in evaluation.networks])
+    return {arch_id: measurement.latency_ms for arch_id, (measurement, _) in timed.items()}
 
 
-def repeatability_lines(evaluation: Evaluation, again: dict[str, float] | None) -> list[str]:
+def repeatability_lines(device, evaluation: Evaluation, again: dict[str, float] | None) -> list[str]:
     if not again:
         return []
+    passes, gap_s = device.network_passes
+    how = f"the fastest of {passes} passes at least {gap_s:g} s apart" if passes > 1 else "one measurement"
     first = np.array([n.measured_ms for n in evaluation.networks])
     second = np.array([again[n.arch.arch_id] for n in evaluation.networks])
     predicted = np.array([n.predicted_ms for n in evaluation.networks])
@@ -175,17 +180,18 @@ def repeatability_lines(evaluation: Evaluation, again: dict[str, float] | None) 
     return [
         "## Repeatability of the measurements themselves",
         "",
-        "Every evaluated network was measured a second time right after the first pass (same code, same settings).",
+        f"Every evaluated network was measured a second time, the same way ({how}), right after the first "
+        "(same code, same settings).",
         "",
         "| comparison | within ±10 % | within ±5 % | RMSPE | Kendall τ |",
         "|---|---|---|---|---|",
-        f"| second pass vs first pass | {between.within_10pct:.1%} | {between.within_5pct:.1%} | "
+        f"| second measurement vs first | {between.within_10pct:.1%} | {between.within_5pct:.1%} | "
         f"{between.rmspe:.2%} | {between.kendall_tau:.3f} |",
-        f"| estimator vs second pass | {against_second.within_10pct:.1%} | {against_second.within_5pct:.1%} | "
-        f"{against_second.rmspe:.2%} | {against_second.kendall_tau:.3f} |",
+        f"| estimator vs second measurement | {against_second.within_10pct:.1%} | "
+        f"{against_second.within_5pct:.1%} | {against_second.rmspe:.2%} | {against_second.kendall_tau:.3f} |",
         "",
-        f"Median second / first: {np.median(second / first):.3f}. Where the two passes disagree, no estimator "
-        "trained on earlier measurements can agree with both.",
+        f"Median second / first: {np.median(second / first):.3f}. Where the two measurements disagree, no "
+        "estimator trained on earlier measurements can agree with both.",
         "",
     ]
 
@@ -253,7 +259,7 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
         f"Scatter plot: `results/latency-estimator-{name}.png`; "
         f"per-network table: `results/latency-estimator-{name}.csv`.",
         "",
-        *repeatability_lines(evaluation, state.get("second_pass")),
+        *repeatability_lines(device, evaluation, state.get("second_measurement")),
         *build_section(build_info),
         "",
         "## Prediction throughput (one core)",
@@ -348,6 +354,15 @@ def build_section(info: dict) -> list[str]:
                 "not alone in a loop"
             ]
             if info.get("in_network")
+            else []
+        ),
+        *(
+            [
+                f"- every network, profiled or evaluated, was timed in {info['network_passes'][0]} passes at least "
+                f"{info['network_passes'][1]:g} s apart, keeping its fastest: the machine has slow episodes of "
+                "about half a minute (`results/timing-drift.md`)"
+            ]
+            if info.get("network_passes", [1])[0] > 1
             else []
         ),
         f"- build time from scratch: {info['seconds']:.1f} s (training {info['train_seconds']:.1f} s)",

@@ -5,7 +5,9 @@ The networks are ``models`` architectures sampled from the shipped spaces
 the reference mobile networks of ``reference_networks/`` (MobileNetV2,
 MnasNet-B1-like, EfficientNet-Lite0-like, FBNet-B-like, scaled to 32x32).
 Each is measured end to end by the device (a real run, or a whole-network
-simulation) and compared with :meth:`LatencyEstimator.predict_many`.
+simulation), a timed device's in passes keeping each network's fastest
+(:mod:`latency_estimator.passes`), and compared with
+:meth:`LatencyEstimator.predict_many`.
 
 Figures: share within ±10 % and ±5 %, RMSPE, MAPE, Kendall τ, Spearman ρ,
 and a predicted-vs-measured scatter plot. Measurements can be kept in a CSV
@@ -14,7 +16,6 @@ file so that an interrupted evaluation resumes.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Callable
@@ -24,14 +25,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from latency_estimator.devices.base import Device
+from latency_estimator.devices.base import Device, Measurement
 from latency_estimator.errors import EstimatorError
+from latency_estimator.passes import Timed, fastest_of_passes
 from latency_estimator.profiling import (
-    append_csv_row,
     read_csv_rows,
     reference_networks,
     shipped_spaces_for,
     warn_if_busy,
+    write_csv_rows,
 )
 from latency_estimator.regressor import LatencyEstimator
 from search_spaces import ArchConfig, baseline_arch
@@ -48,7 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
-CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "arch")
+CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "passes", "arch")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class EvaluatedNetwork:
     measured_ms: float
     predicted_ms: float
     spread: float
+    passes: int = 1  # timing passes behind measured_ms (the fastest of them)
 
     @property
     def error(self) -> float:
@@ -150,35 +153,66 @@ def evaluate_estimator(
     exclude = set(estimator.metadata.get("training", {}).get("networks", []))
     chosen = evaluation_networks(device.parallelism_factor, models=models, seed=seed, exclude=exclude)
     predicted = estimator.predict_many([arch for _, _, arch in chosen])
-    cache = Path(measurements) if measurements else None
-    known = _read_rows(cache) if cache else {}
+    timed = measure_networks(device, chosen, cache=Path(measurements) if measurements else None, progress=progress)
     networks = []
-    for i, ((name, source, arch), predicted_ms) in enumerate(zip(chosen, predicted)):
-        row = known.get(arch.arch_id) or _measure(
-            device, name, source, arch, Path(measurements) if measurements else None
-        )
+    for (name, source, arch), predicted_ms in zip(chosen, predicted, strict=True):
+        measurement, passes = timed[arch.arch_id]
         networks.append(
-            EvaluatedNetwork(name, source, arch, float(row["measured_ms"]), float(predicted_ms), float(row["spread"]))
+            EvaluatedNetwork(
+                name, source, arch, measurement.latency_ms, float(predicted_ms), measurement.spread, passes
+            )
         )
-        if progress:
-            progress(i + 1, len(chosen))
     return Evaluation(device=device.name, networks=tuple(networks))
 
 
-def _measure(device: Device, name: str, source: str, arch: ArchConfig, path: Path | None) -> dict[str, str]:
-    measurement = device.measure_network(arch)
-    row = {
+def measure_networks(
+    device: Device,
+    chosen: list[tuple[str, str, ArchConfig]],
+    *,
+    cache: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Timed]:
+    """arch id -> (fastest measurement, passes) of every (name, source, arch), timed in the device's passes.
+    With ``cache``, what an earlier run measured there is reused, and the file is rewritten after every
+    measurement (its rows for other networks kept)."""
+    by_id = {arch.arch_id: (name, source, arch) for name, source, arch in chosen}
+    rows = _read_rows(cache) if cache else {}
+    done = {
+        arch_id: (Measurement(float(row["measured_ms"]), float(row["spread"]), 1), int(row["passes"]))
+        for arch_id, row in rows.items()
+        if arch_id in by_id
+    }
+
+    def save(results: dict[str, Timed]) -> None:
+        for arch_id, (measurement, passes) in results.items():
+            rows[arch_id] = _row(*by_id[arch_id], measurement.latency_ms, None, measurement.spread, passes)
+        write_csv_rows(cache, CSV_FIELDS, list(rows.values()))
+
+    passes, gap_s = device.network_passes
+    return fastest_of_passes(
+        list(by_id),
+        lambda arch_id: device.measure_network(by_id[arch_id][2]),
+        passes=passes,
+        gap_s=gap_s,
+        done=done,
+        save=save if cache else None,
+        progress=progress,
+    )
+
+
+def _row(
+    name: str, source: str, arch: ArchConfig, measured_ms: float, predicted_ms: float | None, spread: float, passes: int
+) -> dict[str, str]:
+    return {
         "name": name,
         "source": source,
         "arch_id": arch.arch_id,
-        "measured_ms": f"{measurement.latency_ms:.6g}",
-        "predicted_ms": "",
-        "spread": f"{measurement.spread:.4g}",
+        "measured_ms": f"{measured_ms:.6g}",
+        "predicted_ms": "" if predicted_ms is None else f"{predicted_ms:.6g}",
+        "spread": f"{spread:.4g}",
+        "passes": str(passes),
         "arch": json.dumps(arch.to_dict(), separators=(",", ":")),
     }
-    if path is not None:
-        append_csv_row(path, CSV_FIELDS, row)
-    return row
 
 
 def _read_rows(path: Path) -> dict[str, dict[str, str]]:
@@ -187,24 +221,12 @@ def _read_rows(path: Path) -> dict[str, dict[str, str]]:
 
 
 def write_csv(evaluation: Evaluation, path: str | Path) -> Path:
-    """One row per network: name, source, arch id, measured and predicted ms, spread, ArchConfig JSON."""
+    """One row per network: name, source, arch id, measured and predicted ms, spread, passes, ArchConfig JSON."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        for n in evaluation.networks:
-            writer.writerow(
-                {
-                    "name": n.name,
-                    "source": n.source,
-                    "arch_id": n.arch.arch_id,
-                    "measured_ms": f"{n.measured_ms:.6g}",
-                    "predicted_ms": f"{n.predicted_ms:.6g}",
-                    "spread": f"{n.spread:.4g}",
-                    "arch": json.dumps(n.arch.to_dict(), separators=(",", ":")),
-                }
-            )
+    rows = [
+        _row(n.name, n.source, n.arch, n.measured_ms, n.predicted_ms, n.spread, n.passes) for n in evaluation.networks
+    ]
+    write_csv_rows(path, CSV_FIELDS, rows)
     return path
 
 

@@ -52,6 +52,7 @@ import numpy as np
 from latency_estimator.devices import get_device
 from latency_estimator.devices.base import Device, Measurement
 from latency_estimator.errors import DeviceError, EstimatorError
+from latency_estimator.passes import Timed, fastest_of_passes
 from latency_estimator.regressor import LatencyEstimator, cross_validated_errors, default_estimator_dir, train_estimator
 from latency_estimator.subgraph import Subgraph
 from search_spaces import (
@@ -366,12 +367,16 @@ class MeasurementDataset:
     """Everything measured on one device, in one folder (the estimator's, by default):
 
     * ``subgraphs.csv``: one row per measured subgraph (its :class:`SubgraphSpec`,
-      ``latency_ms``, ``spread``, ``repeats``, the profiling ``round``);
+      ``latency_ms``, ``spread``, ``repeats``, the profiling ``round``, and the
+      ``network`` it was timed inside, if any);
     * ``networks.csv``: whole-network measurements for the overhead term
-      (``arch_id``, ``latency_ms``, ``spread``, ``repeats``, the ArchConfig as JSON);
+      (``arch_id``, ``latency_ms``, ``spread``, ``repeats``, timing ``passes``,
+      the ArchConfig as JSON);
     * ``measurements.json``: device profile, runtime versions, CPU model, dates.
 
-    Rows are appended and flushed one at a time, so an interrupted run keeps them.
+    Rows are appended and flushed one at a time, so an interrupted run keeps
+    them; ``networks.csv`` is rewritten whole (atomically) when later timing
+    passes find a network faster.
     """
 
     SUBGRAPHS = "subgraphs.csv"
@@ -381,7 +386,7 @@ class MeasurementDataset:
     def __init__(self, directory: Path, metadata: dict) -> None:
         self.directory = directory
         self.metadata = metadata
-        self.rows = read_csv_rows(directory / self.SUBGRAPHS, SUBGRAPH_FIELDS)
+        self.rows = read_csv_rows(directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, required=SUBGRAPH_FIELDS[:-1])
         self.network_rows = read_csv_rows(directory / self.NETWORKS, NETWORK_FIELDS)
 
     @classmethod
@@ -418,7 +423,15 @@ class MeasurementDataset:
         return [SubgraphSpec.from_row(row) for row in self.rows]
 
     def latency_ms(self) -> np.ndarray:
-        return np.array([float(row["latency_ms"]) for row in self.rows])
+        """Every subgraph's latency. The shares of a network add up to its latency as first timed; when a later
+        pass found the network faster (:meth:`update_networks`), they are scaled down with it."""
+        latency = np.array([float(row["latency_ms"]) for row in self.rows])
+        owners = np.array([row["network"] for row in self.rows])
+        for row in self.network_rows:
+            inside = owners == row["arch_id"]
+            if inside.any():
+                latency[inside] *= float(row["latency_ms"]) / latency[inside].sum()
+        return latency
 
     def keys(self) -> set[str]:
         return {SubgraphSpec.from_row(row).key for row in self.rows}
@@ -435,16 +448,36 @@ class MeasurementDataset:
             for row in self.network_rows
         ]
 
-    def append_subgraph(self, spec: SubgraphSpec, measurement: Measurement, *, round_name: str) -> None:
-        row = {**spec.to_row(), **_measurement_row(measurement), "round": round_name}
+    def append_subgraph(
+        self, spec: SubgraphSpec, measurement: Measurement, *, round_name: str, network: str = ""
+    ) -> None:
+        row = {**spec.to_row(), **_measurement_row(measurement), "round": round_name, "network": network}
         append_csv_row(self.directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, row)
         self.rows.append(row)
 
     def append_network(self, arch: ArchConfig, measurement: Measurement) -> None:
         arch_json = json.dumps(arch.to_dict(), separators=(",", ":"))
-        row = {"arch_id": arch.arch_id, **_measurement_row(measurement), "arch": arch_json}
+        row = {"arch_id": arch.arch_id, **_measurement_row(measurement), "passes": "1", "arch": arch_json}
         append_csv_row(self.directory / self.NETWORKS, NETWORK_FIELDS, row)
         self.network_rows.append(row)
+
+    def timed_networks(self) -> dict[str, Timed]:
+        """arch id -> (its fastest measurement, passes behind it)."""
+        return {
+            row["arch_id"]: (
+                Measurement(float(row["latency_ms"]), float(row["spread"]), int(row["repeats"])),
+                int(row["passes"]),
+            )
+            for row in self.network_rows
+        }
+
+    def update_networks(self, timed: dict[str, Timed]) -> None:
+        """Record later timing passes of the networks (see :meth:`latency_ms`); rewrites ``networks.csv``."""
+        for row in self.network_rows:
+            if row["arch_id"] in timed:
+                measurement, passes = timed[row["arch_id"]]
+                row.update(_measurement_row(measurement), passes=str(passes))
+        write_csv_rows(self.directory / self.NETWORKS, NETWORK_FIELDS, self.network_rows)
 
     def write_metadata(self) -> None:
         self.metadata.update(updated=_now(), subgraphs=len(self.rows), networks=len(self.network_rows))
@@ -452,8 +485,8 @@ class MeasurementDataset:
         (self.directory / self.META).write_text(json.dumps(self.metadata, indent=2, default=str) + "\n")
 
 
-SUBGRAPH_FIELDS = (*SPEC_FIELDS, "latency_ms", "spread", "repeats", "round")
-NETWORK_FIELDS = ("arch_id", "latency_ms", "spread", "repeats", "arch")
+SUBGRAPH_FIELDS = (*SPEC_FIELDS, "latency_ms", "spread", "repeats", "round", "network")  # network: "" when alone
+NETWORK_FIELDS = ("arch_id", "latency_ms", "spread", "repeats", "passes", "arch")
 
 
 def _measurement_row(measurement: Measurement) -> dict[str, str]:
@@ -472,13 +505,27 @@ def read_csv_rows(path: Path, fields: tuple[str, ...], *, required: tuple[str, .
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != fields:
-            raise EstimatorError(f"{path}: columns {reader.fieldnames}, expected {list(fields)}")
+            raise EstimatorError(
+                f"{path}: columns {reader.fieldnames}, expected {list(fields)} "
+                "(written by another edgenas version? measure into a new folder)"
+            )
         rows = list(reader)
     required = fields if required is None else required
     complete = [row for row in rows if None not in row.values() and all(row.get(f) for f in required)]
     if len(complete) < len(rows):
         logger.warning("%s: dropping %d incomplete row(s)", path, len(rows) - len(complete))
     return complete
+
+
+def write_csv_rows(path: Path, fields: tuple[str, ...], rows: Sequence[dict[str, str]]) -> None:
+    """Replace the file with these rows, atomically: an interrupted write leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.partial")
+    with scratch.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(scratch, path)
 
 
 def append_csv_row(path: Path, fields: tuple[str, ...], row: dict[str, str]) -> None:
@@ -564,13 +611,25 @@ def profile_device(
     warn_if_busy(device)
     if device.profiles_in_network:
         _profile_in_networks(device, dataset, settings, progress)
-        dataset.write_metadata()
-        return dataset
+    else:
+        _profile_one_by_one(device, dataset, settings, progress)
+    before = len(dataset.rows)  # the retiming's measurements follow the subgraphs' on the progress bar
+    then = (lambda done, total: progress(before + done, before + total)) if progress else None
+    _retime_networks(device, dataset, then)
+    dataset.write_metadata()
+    return dataset
+
+
+def _profile_one_by_one(
+    device: Device, dataset: MeasurementDataset, settings: ProfileSettings, progress: ProgressFn | None
+) -> None:
+    """Subgraphs timed alone (stratified, then adaptive), and among them the overhead term's networks."""
+    seed = settings.seed
     sampler = SubgraphSampler(coverage_for(device.parallelism_factor, seed=seed), seed=seed)
     measured_ids = {row["arch_id"] for row in dataset.network_rows}
     archs = [
         a
-        for a in overhead_networks(device.parallelism_factor, count=networks, seed=seed)
+        for a in overhead_networks(device.parallelism_factor, count=settings.networks, seed=seed)
         if a.arch_id not in measured_ids
     ]
     coverage_count = settings.samples - round(settings.samples * settings.adaptive_share)
@@ -584,8 +643,25 @@ def profile_device(
         adaptive = SubgraphSampler(sampler.coverage, seed=seed + len(dataset.rows))
         session.measure(adaptive.plan(remaining, weights=weights, exclude=dataset.keys()), round_name="adaptive")
     session.finish()
-    dataset.write_metadata()
-    return dataset
+
+
+def _retime_networks(device: Device, dataset: MeasurementDataset, progress: ProgressFn | None) -> None:
+    """Time every measured network in the device's further passes, keeping its fastest (a timed device's networks
+    were each timed once, some of them in one of the machine's slow episodes)."""
+    passes, gap_s = device.network_passes
+    if passes == 1 or not dataset.network_rows:
+        return
+    archs = {arch.arch_id: arch for arch, _ in dataset.networks()}
+    logger.info("timing the %d networks in %d passes, keeping each one's fastest", len(archs), passes)
+    fastest_of_passes(
+        list(archs),
+        lambda arch_id: device.measure_network(archs[arch_id]),
+        passes=passes,
+        gap_s=gap_s,
+        done=dataset.timed_networks(),
+        save=dataset.update_networks,
+        progress=progress,
+    )
 
 
 def warn_if_busy(device: Device) -> None:
@@ -695,7 +771,7 @@ def _profile_one(device: Device, dataset: MeasurementDataset, arch: ArchConfig, 
     profile = device.profile_network(arch)
     for block in plan_network(arch):
         spec = SubgraphSpec.from_block(block, arch)
-        dataset.append_subgraph(spec, profile.subgraphs[block.name], round_name=round_name)
+        dataset.append_subgraph(spec, profile.subgraphs[block.name], round_name=round_name, network=arch.arch_id)
     dataset.append_network(arch, profile.network)
     if tick:
         tick()

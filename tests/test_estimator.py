@@ -81,10 +81,7 @@ def test_batched_predict_equals_per_arch_predict(sim_estimator):
 
 
 def test_cpu_ort_tiny_profile_train_predict(tmp_path):
-    device = get_device("cpu-ort")
-    available, reason = device.is_available()
-    if not available:
-        pytest.skip(reason)
+    device = _cpu_ort()
     estimator = build_estimator(device, samples=40, networks=3, directory=tmp_path)
     arch = baseline_arch()
     prediction = estimator.predict(arch)
@@ -94,7 +91,9 @@ def test_cpu_ort_tiny_profile_train_predict(tmp_path):
 
 
 def _cpu_ort():
-    device = get_device("cpu-ort")
+    """cpu-ort with its networks timed in 2 passes and no pause between them (the profile's 5 passes 15 s apart
+    would spend minutes waiting)."""
+    device = get_device("cpu-ort", network_passes=2, pass_gap_s=0)
     available, reason = device.is_available()
     if not available:
         pytest.skip(reason)
@@ -125,6 +124,8 @@ def test_in_network_profiling_resumes_and_never_profiles_an_evaluated_network(tm
     assert 20 <= len(first.rows) <= 40 and len(first.rows) == sum(len(plan_network(arch)) for arch in networks)
     held_out = {baseline_arch().arch_id} | {arch.arch_id for arch in reference_networks().values()}
     assert not held_out & {arch.arch_id for arch in networks}
+    assert {row["passes"] for row in first.network_rows} == {"2"}
+    assert {row["network"] for row in first.rows} == {arch.arch_id for arch in networks}
     again = profile_device(device, samples=40, directory=tmp_path)
     assert again.rows == first.rows and again.network_rows == first.network_rows  # nothing measured twice
 

@@ -65,14 +65,20 @@ class TimingSettings:
     percentile: float = 10.0  # of the samples' per-run times, kept as the latency (0: the minimum)
     noise_threshold: float = 0.1  # relative IQR above which an attempt is noisy and taken again
     max_attempts: int = 3  # the fastest attempt is kept when all are noisy
+    # Whole networks (profiled and evaluated) are timed in this many passes, at least ``pass_gap_s`` apart, and
+    # keep their fastest (latency_estimator.passes): a slow episode of the machine is then over by a later pass.
+    network_passes: int = 1
+    pass_gap_s: float = 15.0
 
     def __post_init__(self) -> None:
-        for name in ("warmup_runs", "samples", "max_attempts"):
+        for name in ("warmup_runs", "samples", "max_attempts", "network_passes"):
             if getattr(self, name) < 1:
                 raise DeviceError(f"`{name} >= 1` must hold, but got {name}={getattr(self, name)}")
         for name in ("min_sample_ms", "noise_threshold"):
             if not getattr(self, name) > 0:
                 raise DeviceError(f"`{name} > 0` must hold, but got {name}={getattr(self, name)}")
+        if not self.pass_gap_s >= 0:
+            raise DeviceError(f"`pass_gap_s >= 0` must hold, but got pass_gap_s={self.pass_gap_s}")
         if not self.min_window_ms >= 0:
             raise DeviceError(f"`min_window_ms >= 0` must hold, but got min_window_ms={self.min_window_ms}")
         if not 0 <= self.percentile <= 50:

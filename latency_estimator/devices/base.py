@@ -160,6 +160,12 @@ class Device(abc.ABC):
         """The whole network's latency and each subgraph's share of it, timed in place."""
         raise DeviceError(f"{self.name}: cannot time subgraphs inside a network; profile them one by one")
 
+    @property
+    def network_passes(self) -> tuple[int, float]:
+        """(passes, seconds between them) in which many whole networks are timed, each keeping its fastest
+        (:func:`latency_estimator.passes.fastest_of_passes`); one pass for a device that does not time."""
+        return (1, 0.0) if self.deterministic else (self.settings.network_passes, self.settings.pass_gap_s)
+
     def is_available(self) -> tuple[bool, str]:
         """``(True, "")`` when this machine can measure, else ``(False, reason)``;
         called before measuring, and by tests to skip with the reason."""

@@ -118,7 +118,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     directory = _directory(args)
     estimator = LatencyEstimator.load(directory, device=device.name, profile=device.profile.to_dict())
     out = args.out or directory
-    with tqdm(desc=f"measuring networks on {device.name}", unit="net", dynamic_ncols=True) as bar:
+    with tqdm(desc=f"timing networks on {device.name}", unit="run", dynamic_ncols=True) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total

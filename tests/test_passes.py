@@ -1,0 +1,83 @@
+"""Whole networks timed in passes, each keeping its fastest: the pass loop, the profiling dataset, the evaluation cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from latency_estimator.devices import get_device
+from latency_estimator.devices.base import Measurement
+from latency_estimator.evaluation import measure_networks
+from latency_estimator.passes import fastest_of_passes
+from latency_estimator.profiling import MeasurementDataset, SubgraphSpec
+from search_spaces import ArchConfig, plan_network
+from tests.tiny_arch import TINY
+
+
+def scripted(latencies: dict[str, list[float]], log: list[tuple[str, float]]):
+    """A measure function that returns each key's latencies in turn and logs when it was called."""
+    remaining = {key: list(values) for key, values in latencies.items()}
+
+    def measure(key: str) -> Measurement:
+        log.append((key, time.monotonic()))
+        return Measurement(latency_ms=remaining[key].pop(0), spread=0.01, repeats=10)
+
+    return measure
+
+
+def test_each_key_keeps_its_fastest_pass():
+    log: list[tuple[str, float]] = []
+    measure = scripted({"a": [1.3, 1.0, 1.1], "b": [2.0, 2.6, 2.4]}, log)
+    results = fastest_of_passes(["a", "b"], measure, passes=3, gap_s=0)
+    assert {key: (m.latency_ms, n) for key, (m, n) in results.items()} == {"a": (1.0, 3), "b": (2.0, 3)}
+    assert [key for key, _ in log] == ["a", "b"] * 3  # one pass over all keys after another
+
+
+def test_measurements_of_a_key_are_at_least_the_gap_apart():
+    log: list[tuple[str, float]] = []
+    fastest_of_passes(["a", "b"], scripted({"a": [1.0] * 3, "b": [1.0] * 3}, log), passes=3, gap_s=0.2)
+    times = [t for key, t in log if key == "a"]
+    assert all(later - earlier >= 0.2 for earlier, later in zip(times, times[1:]))
+
+
+def test_a_resumed_run_measures_only_the_passes_still_missing():
+    log: list[tuple[str, float]] = []
+    done = {"a": (Measurement(0.9, 0.01, 10), 3), "b": (Measurement(2.5, 0.01, 10), 1)}
+    saved = []
+    results = fastest_of_passes(
+        ["a", "b"], scripted({"b": [2.2, 2.7]}, log), passes=3, gap_s=0, done=done, save=lambda r: saved.append(r)
+    )
+    assert [key for key, _ in log] == ["b", "b"]
+    assert results["a"] == done["a"] and (results["b"][0].latency_ms, results["b"][1]) == (2.2, 3)
+    assert len(saved) == 2  # after every measurement
+
+
+def test_a_networks_subgraph_labels_follow_its_fastest_pass(tmp_path):
+    arch = ArchConfig.from_dict(TINY)
+    dataset = MeasurementDataset.open(tmp_path, device=get_device("sim-npu-p32"))
+    dataset.write_metadata()
+    blocks = plan_network(arch)
+    shares = [1.0 / len(blocks)] * len(blocks)
+    for block, share in zip(blocks, shares):
+        spec = SubgraphSpec.from_block(block, arch)
+        dataset.append_subgraph(spec, Measurement(share, 0.0, 1), round_name="coverage", network=arch.arch_id)
+    dataset.append_network(arch, Measurement(1.0, 0.0, 1))
+    assert dataset.latency_ms().sum() == pytest.approx(1.0)
+    dataset.update_networks({arch.arch_id: (Measurement(0.8, 0.0, 1), 2)})
+    reloaded = MeasurementDataset.load(tmp_path)
+    assert reloaded.latency_ms() == pytest.approx([0.8 / len(blocks)] * len(blocks))
+    assert reloaded.network_rows[0]["passes"] == "2"
+
+
+def test_evaluation_cache_keeps_the_passes_and_is_not_measured_again(tmp_path, monkeypatch):
+    device = get_device("cpu-ort", network_passes=2, pass_gap_s=0)
+    arch = ArchConfig.from_dict(TINY)
+    cache = tmp_path / "measured.csv"
+    first = measure_networks(device, [("tiny", "test", arch)], cache=cache)
+    assert first[arch.arch_id][1] == 2 and ",2," in cache.read_text().splitlines()[1]
+    calls = []
+    monkeypatch.setattr(device, "measure_network", lambda a: calls.append(a) or Measurement(1.0, 0.0, 1))
+    again = measure_networks(device, [("tiny", "test", arch)], cache=cache)
+    cached = again[arch.arch_id][0].latency_ms
+    assert not calls and cached == pytest.approx(first[arch.arch_id][0].latency_ms, rel=1e-5)  # 6 digits kept
