@@ -50,7 +50,7 @@ from scipy.optimize import least_squares, nnls
 
 from latency_estimator.errors import EstimatorError
 from latency_estimator.subgraph import BYTES_PER_ELEMENT, Subgraph, decompose_arch, padded_macs, weight_count
-from search_spaces import ArchConfig, HeadConfig, StemConfig
+from search_spaces import ArchConfig, HeadConfig, StemConfig, plan_network
 
 __all__ = [
     "ESTIMATORS_ENV",
@@ -567,7 +567,8 @@ def _decompose_piece(key: tuple, arch: ArchConfig) -> _Piece:
     }[what]
     holder = ArchConfig(resolution=size, channel_divisor=divisor, activation=activation, **parts)
     prefix = {"stem": "stem", "stage": "stages.", "head": "head."}[what]
-    subgraphs = [sg for sg in decompose_arch(holder) if sg.name.startswith(prefix)]
+    blocks = [block for block in plan_network(holder) if block.name.startswith(prefix)]
+    subgraphs = [Subgraph.from_block(block, activation=activation) for block in blocks]
     out_channels, out_size, _ = subgraphs[-1].out_shape
     return _Piece(out_channels, out_size, subgraphs, weight_mb=_weight_mb(subgraphs))
 

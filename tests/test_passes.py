@@ -1,4 +1,4 @@
-"""Whole networks timed in passes, each keeping its fastest: the pass loop, the profiling dataset, the evaluation cache."""
+"""Networks timed in passes, each keeping its fastest: the pass loop, the profiling dataset, the evaluation cache."""
 
 from __future__ import annotations
 
