@@ -196,9 +196,10 @@ def repeatability_lines(device, evaluation: Evaluation, again: dict[str, float] 
     ]
 
 
-def measure_throughput(directory: Path, seed: int, *, repeats: int = 3) -> dict[str, float]:
+def measure_throughput(directory: Path, seed: int, *, repeats: int = 5, gap_s: float = 15.0) -> dict[str, float]:
     """Batched predictions per second on one core: a freshly loaded estimator (empty cache), then warm. The best of
-    ``repeats`` (each with a newly loaded estimator): other processes only ever slow a run down."""
+    ``repeats`` (each with a newly loaded estimator) at least ``gap_s`` apart: other processes only ever slow a run
+    down, and the machine's slow episodes last up to half a minute (results/timing-drift.md)."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     parallelism_factor = LatencyEstimator.load(directory).parallelism_factor
@@ -206,7 +207,9 @@ def measure_throughput(directory: Path, seed: int, *, repeats: int = 3) -> dict[
     rng = np.random.default_rng([seed, 31337])
     archs = [spaces[i % len(spaces)].sample(rng) for i in range(2 * THROUGHPUT_ARCHS)]
     cold, warm, single = [], [], []
-    for _ in range(repeats):
+    for repeat in range(repeats):
+        if repeat:
+            time.sleep(gap_s)
         estimator = LatencyEstimator.load(directory)
         cold.append(_per_second(lambda e=estimator: e.predict_many(archs[:THROUGHPUT_ARCHS]), THROUGHPUT_ARCHS))
         warm.append(_per_second(lambda e=estimator: e.predict_many(archs[THROUGHPUT_ARCHS:]), THROUGHPUT_ARCHS))
@@ -264,8 +267,8 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
         "",
         "## Prediction throughput (one core)",
         "",
-        f"- batched, empty piece cache (a freshly loaded estimator; best of 3): {throughput['cold_archs_per_s']:,.0f} "
-        "archs/s",
+        "- batched, empty piece cache (a freshly loaded estimator; best of 5 runs 15 s apart): "
+        f"{throughput['cold_archs_per_s']:,.0f} archs/s",
         f"- batched, warm cache (the next 10,000 sampled architectures): {throughput['warm_archs_per_s']:,.0f} archs/s",
         f"- one at a time with the per-subgraph breakdown (`predict`): {throughput['single_archs_per_s']:,.0f} archs/s",
         "",

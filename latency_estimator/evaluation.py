@@ -217,7 +217,8 @@ def _row(
 
 def _read_rows(path: Path) -> dict[str, dict[str, str]]:
     required = tuple(field for field in CSV_FIELDS if field != "predicted_ms")  # the cache holds measurements only
-    return {row["arch_id"]: row for row in read_csv_rows(path, CSV_FIELDS, required=required)}
+    rows = read_csv_rows(path, CSV_FIELDS, required=required, added={"passes": "1"})
+    return {row["arch_id"]: row for row in rows}
 
 
 def write_csv(evaluation: Evaluation, path: str | Path) -> Path:

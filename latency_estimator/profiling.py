@@ -386,8 +386,10 @@ class MeasurementDataset:
     def __init__(self, directory: Path, metadata: dict) -> None:
         self.directory = directory
         self.metadata = metadata
-        self.rows = read_csv_rows(directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, required=SUBGRAPH_FIELDS[:-1])
-        self.network_rows = read_csv_rows(directory / self.NETWORKS, NETWORK_FIELDS)
+        self.rows = read_csv_rows(
+            directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, required=SUBGRAPH_FIELDS[:-1], added={"network": ""}
+        )
+        self.network_rows = read_csv_rows(directory / self.NETWORKS, NETWORK_FIELDS, added={"passes": "1"})
 
     @classmethod
     def open(cls, directory: str | Path, *, device: Device) -> MeasurementDataset:
@@ -497,23 +499,39 @@ def _measurement_row(measurement: Measurement) -> dict[str, str]:
     }
 
 
-def read_csv_rows(path: Path, fields: tuple[str, ...], *, required: tuple[str, ...] | None = None) -> list[dict]:
+def read_csv_rows(
+    path: Path,
+    fields: tuple[str, ...],
+    *,
+    required: tuple[str, ...] | None = None,
+    added: dict[str, str] | None = None,
+) -> list[dict]:
     """The complete rows of a CSV written by :func:`append_csv_row` (none if it does
-    not exist); a row missing a ``required`` value (an interrupted write) is dropped."""
+    not exist); a row missing a ``required`` value (an interrupted write) is dropped.
+
+    ``added``: columns that newer versions added, with the value an older row
+    means. A file without them is upgraded in place (rewritten with them).
+    """
     if not path.exists():
         return []
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != fields:
-            raise EstimatorError(
-                f"{path}: columns {reader.fieldnames}, expected {list(fields)} "
-                "(written by another edgenas version? measure into a new folder)"
-            )
+        columns = tuple(reader.fieldnames or ())
         rows = list(reader)
+    missing = [field for field in fields if field not in columns]
+    if columns != fields and not (set(missing) <= set(added or {}) and set(columns) <= set(fields)):
+        raise EstimatorError(
+            f"{path}: columns {list(columns)}, expected {list(fields)} "
+            "(written by another edgenas version? measure into a new folder)"
+        )
     required = fields if required is None else required
-    complete = [row for row in rows if None not in row.values() and all(row.get(f) for f in required)]
+    complete = [row for row in rows if None not in row.values() and all(row.get(f) for f in required if f in columns)]
     if len(complete) < len(rows):
         logger.warning("%s: dropping %d incomplete row(s)", path, len(rows) - len(complete))
+    if missing:
+        complete = [{field: row.get(field, (added or {}).get(field, "")) for field in fields} for row in complete]
+        write_csv_rows(path, fields, complete)
+        logger.info("%s: upgraded to the current columns (added %s)", path, ", ".join(missing))
     return complete
 
 

@@ -660,12 +660,16 @@ def train_estimator(
     training = {"rows": len(batch), "candidates": candidates, "networks": [arch.arch_id for arch, _ in networks]}
     estimator = LatencyEstimator(model=model, overhead=OverheadModel(), metadata=_metadata(device_metadata, training))
     if networks:
-        estimator.overhead = fit_overhead(*_network_sums(estimator, networks))
+        estimator.overhead = fit_overhead(*network_sums(estimator, networks))
         logger.info("overhead term: %s", estimator.overhead)
     return estimator
 
 
-def _network_sums(estimator: LatencyEstimator, networks: Sequence[tuple[ArchConfig, float]]):
+def network_sums(
+    estimator: LatencyEstimator, networks: Sequence[tuple[ArchConfig, float]]
+) -> tuple[NetworkTotals, np.ndarray]:
+    """What the overhead term is fitted on: the networks' summed subgraph predictions (with their subgraph counts and
+    weight sizes), and their measured latencies."""
     decomposed = [decompose_arch(arch) for arch, _ in networks]
     totals = NetworkTotals.of(
         [estimator.subgraph_latency_ms(subgraphs).sum() for subgraphs in decomposed],

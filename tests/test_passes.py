@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from latency_estimator.devices import get_device
 from latency_estimator.devices.base import Measurement
 from latency_estimator.evaluation import measure_networks
 from latency_estimator.passes import fastest_of_passes
-from latency_estimator.profiling import MeasurementDataset, SubgraphSpec
+from latency_estimator.profiling import MeasurementDataset, SubgraphSpec, profile_device
 from search_spaces import ArchConfig, plan_network
 from tests.tiny_arch import TINY
 
@@ -81,3 +82,22 @@ def test_evaluation_cache_keeps_the_passes_and_is_not_measured_again(tmp_path, m
     again = measure_networks(device, [("tiny", "test", arch)], cache=cache)
     cached = again[arch.arch_id][0].latency_ms
     assert not calls and cached == pytest.approx(first[arch.arch_id][0].latency_ms, rel=1e-5)  # 6 digits kept
+
+
+def test_a_dataset_from_before_passes_is_upgraded_in_place(tmp_path):
+    device = get_device("sim-npu-p32")
+    profile_device(device, samples=20, networks=2, directory=tmp_path)
+    current = MeasurementDataset.load(tmp_path)
+    for name, column in (("subgraphs.csv", "network"), ("networks.csv", "passes")):
+        with open(tmp_path / name, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        older = [field for field in rows[0] if field != column]
+        with open(tmp_path / name, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=older, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    upgraded = MeasurementDataset.load(tmp_path)
+    assert upgraded.rows == current.rows and upgraded.network_rows == current.network_rows
+    assert (tmp_path / "networks.csv").read_text().startswith("arch_id,latency_ms,spread,repeats,passes,arch")
+    more = profile_device(device, samples=25, networks=2, directory=tmp_path)  # appends under the new header
+    assert len(MeasurementDataset.load(tmp_path).rows) == len(more.rows) == 25
