@@ -390,6 +390,21 @@ class MeasurementDataset:
             directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, required=SUBGRAPH_FIELDS[:-1], added={"network": ""}
         )
         self.network_rows = read_csv_rows(directory / self.NETWORKS, NETWORK_FIELDS, added={"passes": "1"})
+        self._drop_unfinished_networks()
+
+    def _drop_unfinished_networks(self) -> None:
+        """Subgraph rows of a network whose profiling was interrupted before its own row: its shares are incomplete,
+        and :meth:`latency_ms` would scale them together with the network's next, complete profile."""
+        finished = {row["arch_id"] for row in self.network_rows}
+        kept = [row for row in self.rows if not row["network"] or row["network"] in finished]
+        if len(kept) < len(self.rows):
+            logger.warning(
+                "%s: dropping %d subgraph row(s) of a network whose profiling was interrupted; it is profiled again",
+                self.directory / self.SUBGRAPHS,
+                len(self.rows) - len(kept),
+            )
+            self.rows = kept
+            write_csv_rows(self.directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, kept)
 
     @classmethod
     def open(cls, directory: str | Path, *, device: Device) -> MeasurementDataset:

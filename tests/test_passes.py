@@ -101,3 +101,16 @@ def test_a_dataset_from_before_passes_is_upgraded_in_place(tmp_path):
     assert (tmp_path / "networks.csv").read_text().startswith("arch_id,latency_ms,spread,repeats,passes,arch")
     more = profile_device(device, samples=25, networks=2, directory=tmp_path)  # appends under the new header
     assert len(MeasurementDataset.load(tmp_path).rows) == len(more.rows) == 25
+
+
+def test_rows_of_a_network_interrupted_mid_profile_are_dropped_on_reopening(tmp_path):
+    arch = ArchConfig.from_dict(TINY)
+    dataset = MeasurementDataset.open(tmp_path, device=get_device("sim-npu-p32"))
+    dataset.write_metadata()
+    block = plan_network(arch)[0]
+    spec = SubgraphSpec.from_block(block, arch)
+    dataset.append_subgraph(spec, Measurement(0.1, 0.0, 1), round_name="coverage")  # timed alone: kept
+    dataset.append_subgraph(spec, Measurement(0.1, 0.0, 1), round_name="coverage", network=arch.arch_id)
+    reopened = MeasurementDataset.load(tmp_path)  # no row for the network itself: its profile never finished
+    assert [row["network"] for row in reopened.rows] == [""]
+    assert len(MeasurementDataset.load(tmp_path).rows) == 1  # and the file says so too
