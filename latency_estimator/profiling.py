@@ -756,8 +756,8 @@ class _Session:
 
 # ----- profiling inside whole networks ----------------------------------------------------------------------------
 SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like); the others come from the spaces
-# (every sixth, on cpu-ort: 68.6 % of the evaluation networks within ±10 % instead of 73.3 %, and 59 % of networks
-# held out of training instead of 75 %; the wider synthetic networks teach configurations the spaces' own do not)
+# On cpu-ort, every sixth gave 68.6 % of the evaluation networks within ±10 % and every second 46.7 %, against 73.3 %
+# for every third (one fresh build each, 2026-11-21; runs on this VM also differ by a few points on their own).
 ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
 FIT_TRIES = 500  # networks drawn to find one whose subgraphs still fit in ``samples``; none: profiling is done
 
