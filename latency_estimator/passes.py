@@ -1,9 +1,8 @@
 """Many networks timed in passes, each keeping its fastest: measuring on a machine whose speed comes and goes.
 
 The shared 2-core VM this project is built on is mostly steady, with slow
-episodes of seconds (in a trace minutes long, up to half a minute) in which
-every network runs up to 1.5x as long, and single networks jump on their
-own (``benchmarks/timing_drift.py`` -> ``results/timing-drift.md``). Nothing
+episodes of seconds in which every network runs up to 1.5x as long, and
+single networks jump on their own (``benchmarks/timing_drift.py`` -> ``results/timing-drift.md``). Nothing
 inside one timing window can tell a slow episode from a slow network. Timing
 every network once per pass, in passes at least ``gap_s`` apart, and keeping
 its fastest, does: the episode that slowed one pass is over by a later one.
@@ -49,7 +48,7 @@ def fastest_of_passes(
     measurement; ``progress`` gets (measurements done, to do).
     """
     results: dict[K, Timed] = dict(done or {})
-    total = sum(passes - min(passes, results[key][1]) if key in results else passes for key in keys)
+    total = sum(passes - min(passes, results.get(key, (None, 0))[1]) for key in keys)
     count = 0
     for number in range(1, passes + 1):
         todo = [key for key in keys if results.get(key, (None, 0))[1] < number]
