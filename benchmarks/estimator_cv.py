@@ -56,7 +56,7 @@ def main() -> int:
         evaluation_rows = list(csv.DictReader(handle))
     data = Data(dataset, owners, evaluation_rows)
     rows = [(name, *data.score(prior, layout, params)) for name, prior, layout, params in VARIANTS]
-    kinds = data.kind_errors(dataset.specs())
+    kinds = data.kind_errors()
     path = RESULTS / f"estimator-cv-{args.device}.md"
     path.write_text(report(args.device, data, rows, kinds, data.in_sample()))
     print(f"report written to {path}")
@@ -69,7 +69,8 @@ class Data:
     def __init__(self, dataset: MeasurementDataset, owners: np.ndarray, evaluation_rows: list[dict]) -> None:
         self.parallelism_factor = dataset.parallelism_factor
         self.latency = dataset.latency_ms()
-        self.batch = regressor.SubgraphBatch.of([spec.subgraph() for spec in dataset.specs()], self.parallelism_factor)
+        self.specs = dataset.specs()
+        self.batch = regressor.SubgraphBatch.of([spec.subgraph() for spec in self.specs], self.parallelism_factor)
         self.networks = dataset.networks()
         self.fold = np.random.default_rng(0).permutation(len(self.networks)) % FOLDS
         fold_of = {arch.arch_id: fold for (arch, _), fold in zip(self.networks, self.fold)}
@@ -77,24 +78,29 @@ class Data:
         self.owners = owners
         self.eval_archs = [ArchConfig.from_dict(json.loads(row["arch"])) for row in evaluation_rows]
         self.eval_ms = np.array([float(row["measured_ms"]) for row in evaluation_rows])
+        self._trained_on_all: dict[tuple, regressor.LatencyEstimator] = {}
 
     def estimator(self, rows: np.ndarray, networks: list, prior: str, layout: str, params: dict):
         """Subgraph model on ``rows``, overhead term on ``networks``."""
-        saved = dict(regressor.XGB_PARAMS)
-        regressor.XGB_PARAMS.update(params)
-        try:
-            model = regressor.fit_subgraph_model(self.batch, self.latency, prior=prior, layout=layout, rows=rows)
-        finally:
-            regressor.XGB_PARAMS.clear()
-            regressor.XGB_PARAMS.update(saved)
+        model = regressor.fit_subgraph_model(
+            self.batch, self.latency, prior=prior, layout=layout, rows=rows, params=params
+        )
         metadata = {"parallelism_factor": self.parallelism_factor, "device": "cross-validation"}
         estimator = regressor.LatencyEstimator(model=model, overhead=regressor.OverheadModel(), metadata=metadata)
         estimator.overhead = regressor.fit_overhead(*regressor.network_sums(estimator, networks))
         return estimator
 
+    def trained_on_all(self, prior: str, layout: str, params: dict) -> regressor.LatencyEstimator:
+        """The variant trained on every network (once per variant)."""
+        key = (prior, layout, tuple(sorted(params.items())))
+        if key not in self._trained_on_all:
+            every_row = np.ones(len(self.batch), bool)
+            self._trained_on_all[key] = self.estimator(every_row, self.networks, prior, layout, params)
+        return self._trained_on_all[key]
+
     def in_sample(self) -> tuple[float, float]:
         """(within ±10 %, RMSPE) of the kept model's family trained on every network, on those same networks."""
-        estimator = self.estimator(np.ones(len(self.batch), bool), self.networks, "linear", "single", {})
+        estimator = self.trained_on_all("linear", "single", {})
         measured = np.array([ms for _, ms in self.networks])
         error = estimator.predict_many([arch for arch, _ in self.networks]) / measured - 1
         return _within(error), _rmspe(error)
@@ -109,11 +115,10 @@ class Data:
             estimator = self.estimator(self.fold_of_row != fold, train, prior, layout, params)
             predicted[self.fold == fold] = estimator.predict_many(test)
         held_out = predicted / measured - 1
-        full = self.estimator(np.ones(len(self.batch), bool), self.networks, prior, layout, params)
-        evaluated = full.predict_many(self.eval_archs) / self.eval_ms - 1
+        evaluated = self.trained_on_all(prior, layout, params).predict_many(self.eval_archs) / self.eval_ms - 1
         return _within(held_out), _rmspe(held_out), _within(evaluated), _rmspe(evaluated)
 
-    def kind_errors(self, specs: list) -> list[tuple[str, int, float, float, float, float]]:
+    def kind_errors(self) -> list[tuple[str, int, float, float, float, float]]:
         """Per kind: (kind, rows, held-out row MAPE, mean share of a network, mean |error| it adds to a network,
         median |deviation| of a configuration timed in several networks from its median there)."""
         predicted = np.empty(len(self.batch))
@@ -132,7 +137,7 @@ class Data:
             mape = float(np.mean(np.abs(predicted[mask] / self.latency[mask] - 1)))
             by_config = defaultdict(list)
             for i in np.flatnonzero(mask):
-                by_config[specs[i].key].append(self.latency[i])
+                by_config[self.specs[i].key].append(self.latency[i])
             repeated = [np.array(v) / np.median(v) - 1 for v in by_config.values() if len(v) > 1]
             deviation = float(np.median(np.abs(np.concatenate(repeated)))) if repeated else float("nan")
             rows.append((str(kind), int(mask.sum()), mape, float(np.mean(share)), float(np.mean(error)), deviation))

@@ -529,12 +529,13 @@ def read_csv_rows(
     """
     if not path.exists():
         return []
+    added = added or {}
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         columns = tuple(reader.fieldnames or ())
         rows = list(reader)
     missing = [field for field in fields if field not in columns]
-    if columns != fields and not (set(missing) <= set(added or {}) and set(columns) <= set(fields)):
+    if columns != fields and not (set(missing) <= set(added) and set(columns) <= set(fields)):
         raise EstimatorError(
             f"{path}: columns {list(columns)}, expected {list(fields)} "
             "(written by another edgenas version? measure into a new folder)"
@@ -544,7 +545,7 @@ def read_csv_rows(
     if len(complete) < len(rows):
         logger.warning("%s: dropping %d incomplete row(s)", path, len(rows) - len(complete))
     if missing:
-        complete = [{field: row.get(field, (added or {}).get(field, "")) for field in fields} for row in complete]
+        complete = [{field: row.get(field, added.get(field, "")) for field in fields} for row in complete]
         write_csv_rows(path, fields, complete)
         logger.info("%s: upgraded to the current columns (added %s)", path, ", ".join(missing))
     return complete

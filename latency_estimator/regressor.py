@@ -229,9 +229,10 @@ def fit_subgraph_model(
     layout: str,
     rows: np.ndarray | None = None,
     rounds: int = XGB_ROUNDS,
+    params: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> SubgraphModel:
-    """Fit on ``rows`` (a boolean mask; default all)."""
+    """Fit on ``rows`` (a boolean mask; default all); ``params`` override :data:`XGB_PARAMS`."""
     if layout not in LAYOUTS:
         raise EstimatorError(f"layout must be one of {list(LAYOUTS)}, but got {layout!r}")
     rows = np.ones(len(batch), bool) if rows is None else rows
@@ -242,7 +243,7 @@ def fit_subgraph_model(
     groups = {"*": rows}
     if layout == "per_kind":
         groups.update({str(k): rows & (batch.kinds == k) for k in np.unique(batch.kinds)})
-    params = {**XGB_PARAMS, "seed": seed}
+    params = {**XGB_PARAMS, **(params or {}), "seed": seed}
     boosters = {
         name: xgb.train(params, xgb.DMatrix(features[mask], label=target[mask]), num_boost_round=rounds)
         for name, mask in groups.items()
