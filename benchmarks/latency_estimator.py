@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from latency_estimator.devices import get_device  # noqa: E402
+from latency_estimator.devices.base import PassPlan  # noqa: E402
 from latency_estimator.evaluation import (  # noqa: E402
     Evaluation,
     accuracy_metrics,
@@ -147,7 +148,7 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
             "network_measurements": len(dataset.network_rows),
             "adaptive_measurements": dataset.count("adaptive"),
             "in_network": device.profiles_in_network,
-            "network_passes": list(device.network_passes),
+            "network_timing": device.network_passes.describe(),
             "chosen": f"{meta['prior']['form']}/{meta['layout']}",
             "candidates": meta["training"]["candidates"],
             "overhead": meta["overhead"],
@@ -155,6 +156,14 @@ def build(device, state: State, directory: Path, *, samples: int, networks: int,
             "load": [*state.get("build_load"), load_average()],
         },
     )
+
+
+def network_timing(info: dict) -> str:
+    """How the build timed whole networks (a state written before ``network_timing`` has ``network_passes``)."""
+    if "network_timing" in info:
+        return info["network_timing"]
+    passes, gap_s = info.get("network_passes", (1, 0.0))
+    return PassPlan(passes, gap_s, passes).describe()
 
 
 def load_average() -> float | None:
@@ -166,15 +175,14 @@ def second_measurement(device, evaluation: Evaluation) -> dict[str, float]:
     """Every evaluated network measured again, the same way, right after the first time: how far the device's own
     numbers move between two measurements minutes apart is a floor under any estimator's error on that device."""
     logging.getLogger("latency_estimator").info("measuring the %d networks a second time", len(evaluation.networks))
-    timed = measure_networks(device, [(n.name, n.source, n.arch) for n in evaluation.networks])
-    return {arch_id: measurement.latency_ms for arch_id, (measurement, _) in timed.items()}
+    again = measure_networks(device, [(n.name, n.source, n.arch) for n in evaluation.networks])
+    return {arch_id: timed.fastest.latency_ms for arch_id, timed in again.items()}
 
 
 def repeatability_lines(device, evaluation: Evaluation, again: dict[str, float] | None) -> list[str]:
     if not again:
         return []
-    passes, gap_s = device.network_passes
-    how = f"the fastest of {passes} passes at least {gap_s:g} s apart" if passes > 1 else "one measurement"
+    how = device.network_passes.describe()
     first = np.array([n.measured_ms for n in evaluation.networks])
     second = np.array([again[n.arch.arch_id] for n in evaluation.networks])
     predicted = np.array([n.predicted_ms for n in evaluation.networks])
@@ -363,11 +371,10 @@ def build_section(info: dict) -> list[str]:
         ),
         *(
             [
-                f"- every network, profiled or evaluated, was timed in {info['network_passes'][0]} passes at least "
-                f"{info['network_passes'][1]:g} s apart, keeping its fastest: the machine has slow episodes of "
-                "seconds (`results/timing-drift.md`)"
+                f"- every network, profiled or evaluated, was timed as {network_timing(info)}, keeping its "
+                "fastest: the machine has slow episodes of seconds (`results/timing-drift.md`)"
             ]
-            if info.get("network_passes", [1])[0] > 1
+            if network_timing(info) != "one measurement"
             else []
         ),
         f"- build time from scratch: {info['seconds']:.1f} s (training {info['train_seconds']:.1f} s)",

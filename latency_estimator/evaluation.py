@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
-CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "passes", "arch")
+CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "passes", "runner_up_ms", "arch")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,18 @@ class EvaluatedNetwork:
     predicted_ms: float
     spread: float
     passes: int = 1  # timing passes behind measured_ms (the fastest of them)
+    runner_up_ms: float = math.inf  # the second-fastest pass
+
+    @classmethod
+    def of(cls, name: str, source: str, arch: ArchConfig, timed: Timed, predicted_ms: float) -> EvaluatedNetwork:
+        fastest = timed.fastest
+        return cls(
+            name, source, arch, fastest.latency_ms, predicted_ms, fastest.spread, timed.passes, timed.runner_up_ms
+        )
+
+    @property
+    def timed(self) -> Timed:
+        return Timed(Measurement(self.measured_ms, self.spread, 1), self.passes, self.runner_up_ms)
 
     @property
     def error(self) -> float:
@@ -154,15 +167,11 @@ def evaluate_estimator(
     chosen = evaluation_networks(device.parallelism_factor, models=models, seed=seed, exclude=exclude)
     predicted = estimator.predict_many([arch for _, _, arch in chosen])
     timed = measure_networks(device, chosen, cache=Path(measurements) if measurements else None, progress=progress)
-    networks = []
-    for (name, source, arch), predicted_ms in zip(chosen, predicted, strict=True):
-        measurement, passes = timed[arch.arch_id]
-        networks.append(
-            EvaluatedNetwork(
-                name, source, arch, measurement.latency_ms, float(predicted_ms), measurement.spread, passes
-            )
-        )
-    return Evaluation(device=device.name, networks=tuple(networks))
+    networks = tuple(
+        EvaluatedNetwork.of(name, source, arch, timed[arch.arch_id], float(predicted_ms))
+        for (name, source, arch), predicted_ms in zip(chosen, predicted, strict=True)
+    )
+    return Evaluation(device=device.name, networks=networks)
 
 
 def measure_networks(
@@ -172,61 +181,61 @@ def measure_networks(
     cache: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Timed]:
-    """arch id -> (fastest measurement, passes) of every (name, source, arch), timed in the device's passes.
+    """arch id -> how every (name, source, arch) timed in the device's passes.
     With ``cache``, what an earlier run measured there is reused, and the file is rewritten after every
     measurement (its rows for other networks kept)."""
     by_id = {arch.arch_id: (name, source, arch) for name, source, arch in chosen}
     rows = _read_rows(cache) if cache else {}
     done = {
-        arch_id: (Measurement(float(row["measured_ms"]), float(row["spread"]), 1), int(row["passes"]))
+        arch_id: Timed(
+            Measurement(float(row["measured_ms"]), float(row["spread"]), 1),
+            int(row["passes"]),
+            float(row["runner_up_ms"]),
+        )
         for arch_id, row in rows.items()
         if arch_id in by_id
     }
 
     def save(results: dict[str, Timed]) -> None:
-        for arch_id, (measurement, passes) in results.items():
-            rows[arch_id] = _row(*by_id[arch_id], measurement.latency_ms, None, measurement.spread, passes)
+        for arch_id, timed in results.items():
+            rows[arch_id] = _row(*by_id[arch_id], timed, None)
         write_csv_rows(cache, CSV_FIELDS, list(rows.values()))
 
-    passes, gap_s = device.network_passes
     return fastest_of_passes(
         list(by_id),
         lambda arch_id: device.measure_network(by_id[arch_id][2]),
-        passes=passes,
-        gap_s=gap_s,
+        device.network_passes,
         done=done,
         save=save if cache else None,
         progress=progress,
     )
 
 
-def _row(
-    name: str, source: str, arch: ArchConfig, measured_ms: float, predicted_ms: float | None, spread: float, passes: int
-) -> dict[str, str]:
+def _row(name: str, source: str, arch: ArchConfig, timed: Timed, predicted_ms: float | None) -> dict[str, str]:
     return {
         "name": name,
         "source": source,
         "arch_id": arch.arch_id,
-        "measured_ms": f"{measured_ms:.6g}",
+        "measured_ms": f"{timed.fastest.latency_ms:.6g}",
         "predicted_ms": "" if predicted_ms is None else f"{predicted_ms:.6g}",
-        "spread": f"{spread:.4g}",
-        "passes": str(passes),
+        "spread": f"{timed.fastest.spread:.4g}",
+        "passes": str(timed.passes),
+        "runner_up_ms": f"{timed.runner_up_ms:.6g}",
         "arch": json.dumps(arch.to_dict(), separators=(",", ":")),
     }
 
 
 def _read_rows(path: Path) -> dict[str, dict[str, str]]:
     required = tuple(field for field in CSV_FIELDS if field != "predicted_ms")  # the cache holds measurements only
-    rows = read_csv_rows(path, CSV_FIELDS, required=required, added={"passes": "1"})
+    rows = read_csv_rows(path, CSV_FIELDS, required=required, added={"passes": "1", "runner_up_ms": "inf"})
     return {row["arch_id"]: row for row in rows}
 
 
 def write_csv(evaluation: Evaluation, path: str | Path) -> Path:
-    """One row per network: name, source, arch id, measured and predicted ms, spread, passes, ArchConfig JSON."""
+    """One row per network: name, source, arch id, measured and predicted ms, spread, passes, second-fastest pass,
+    ArchConfig JSON."""
     path = Path(path)
-    rows = [
-        _row(n.name, n.source, n.arch, n.measured_ms, n.predicted_ms, n.spread, n.passes) for n in evaluation.networks
-    ]
+    rows = [_row(n.name, n.source, n.arch, n.timed, n.predicted_ms) for n in evaluation.networks]
     write_csv_rows(path, CSV_FIELDS, rows)
     return path
 

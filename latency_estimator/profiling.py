@@ -389,7 +389,9 @@ class MeasurementDataset:
         self.rows = read_csv_rows(
             directory / self.SUBGRAPHS, SUBGRAPH_FIELDS, required=SUBGRAPH_FIELDS[:-1], added={"network": ""}
         )
-        self.network_rows = read_csv_rows(directory / self.NETWORKS, NETWORK_FIELDS, added={"passes": "1"})
+        self.network_rows = read_csv_rows(
+            directory / self.NETWORKS, NETWORK_FIELDS, added={"passes": "1", "runner_up_ms": "inf"}
+        )
         self._drop_unfinished_networks()
 
     def _drop_unfinished_networks(self) -> None:
@@ -474,16 +476,17 @@ class MeasurementDataset:
 
     def append_network(self, arch: ArchConfig, measurement: Measurement) -> None:
         arch_json = json.dumps(arch.to_dict(), separators=(",", ":"))
-        row = {"arch_id": arch.arch_id, **_measurement_row(measurement), "passes": "1", "arch": arch_json}
+        row = {"arch_id": arch.arch_id, **_timed_row(Timed(measurement, 1)), "arch": arch_json}
         append_csv_row(self.directory / self.NETWORKS, NETWORK_FIELDS, row)
         self.network_rows.append(row)
 
     def timed_networks(self) -> dict[str, Timed]:
-        """arch id -> (its fastest measurement, passes behind it)."""
+        """arch id -> its fastest measurement, the passes behind it and its second-fastest pass."""
         return {
-            row["arch_id"]: (
+            row["arch_id"]: Timed(
                 Measurement(float(row["latency_ms"]), float(row["spread"]), int(row["repeats"])),
                 int(row["passes"]),
+                float(row["runner_up_ms"]),
             )
             for row in self.network_rows
         }
@@ -492,8 +495,7 @@ class MeasurementDataset:
         """Record later timing passes of the networks (see :meth:`latency_ms`); rewrites ``networks.csv``."""
         for row in self.network_rows:
             if row["arch_id"] in timed:
-                measurement, passes = timed[row["arch_id"]]
-                row.update(_measurement_row(measurement), passes=str(passes))
+                row.update(_timed_row(timed[row["arch_id"]]))
         write_csv_rows(self.directory / self.NETWORKS, NETWORK_FIELDS, self.network_rows)
 
     def write_metadata(self) -> None:
@@ -503,7 +505,7 @@ class MeasurementDataset:
 
 
 SUBGRAPH_FIELDS = (*SPEC_FIELDS, "latency_ms", "spread", "repeats", "round", "network")  # network: "" when alone
-NETWORK_FIELDS = ("arch_id", "latency_ms", "spread", "repeats", "passes", "arch")
+NETWORK_FIELDS = ("arch_id", "latency_ms", "spread", "repeats", "passes", "runner_up_ms", "arch")
 
 
 def _measurement_row(measurement: Measurement) -> dict[str, str]:
@@ -512,6 +514,10 @@ def _measurement_row(measurement: Measurement) -> dict[str, str]:
         "spread": f"{measurement.spread:.4g}",
         "repeats": str(measurement.repeats),
     }
+
+
+def _timed_row(timed: Timed) -> dict[str, str]:
+    return {**_measurement_row(timed.fastest), "passes": str(timed.passes), "runner_up_ms": f"{timed.runner_up_ms:.6g}"}
 
 
 def read_csv_rows(
@@ -682,16 +688,15 @@ def _profile_one_by_one(
 def _retime_networks(device: Device, dataset: MeasurementDataset, progress: ProgressFn | None) -> None:
     """Time every measured network in the device's further passes, keeping its fastest (a timed device's networks
     were each timed once, some of them in one of the machine's slow episodes)."""
-    passes, gap_s = device.network_passes
-    if passes == 1 or not dataset.network_rows:
+    plan = device.network_passes
+    if plan.max_passes == 1 or not dataset.network_rows:
         return
     archs = {arch.arch_id: arch for arch, _ in dataset.networks()}
-    logger.info("timing the %d networks in %d passes, keeping each one's fastest", len(archs), passes)
+    logger.info("timing the %d networks again: %s", len(archs), plan.describe())
     fastest_of_passes(
         list(archs),
         lambda arch_id: device.measure_network(archs[arch_id]),
-        passes=passes,
-        gap_s=gap_s,
+        plan,
         done=dataset.timed_networks(),
         save=dataset.update_networks,
         progress=progress,

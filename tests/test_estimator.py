@@ -91,9 +91,9 @@ def test_cpu_ort_tiny_profile_train_predict(tmp_path):
 
 
 def _cpu_ort():
-    """cpu-ort with its networks timed in 2 passes and no pause between them (the profile's 5 passes 15 s apart
-    would spend minutes waiting)."""
-    device = get_device("cpu-ort", network_passes=2, pass_gap_s=0)
+    """cpu-ort with its networks timed in 2 passes, no further ones and no pause between them (the profile's 7 to
+    14 passes 15 s apart would spend minutes waiting)."""
+    device = get_device("cpu-ort", network_passes=2, max_network_passes=0, pass_gap_s=0)
     available, reason = device.is_available()
     if not available:
         pytest.skip(reason)

@@ -69,6 +69,10 @@ class TimingSettings:
     # keep their fastest (latency_estimator.passes): a slow episode of the machine is then over by a later pass.
     network_passes: int = 1
     pass_gap_s: float = 15.0
+    # A network whose fastest pass no other pass confirms within ``pass_agreement`` (relative) is noisy: it is
+    # timed in further passes, up to ``max_network_passes`` in all (0: no further passes).
+    max_network_passes: int = 0
+    pass_agreement: float = 0.03
 
     def __post_init__(self) -> None:
         for name in ("warmup_runs", "samples", "max_attempts", "network_passes"):
@@ -77,6 +81,12 @@ class TimingSettings:
         for name in ("min_sample_ms", "noise_threshold"):
             if not getattr(self, name) > 0:
                 raise DeviceError(f"`{name} > 0` must hold, but got {name}={getattr(self, name)}")
+        if self.max_network_passes < 0:
+            raise DeviceError(
+                f"`max_network_passes >= 0` must hold, but got max_network_passes={self.max_network_passes}"
+            )
+        if not self.pass_agreement > 0:
+            raise DeviceError(f"`pass_agreement > 0` must hold, but got pass_agreement={self.pass_agreement}")
         if not self.pass_gap_s >= 0:
             raise DeviceError(f"`pass_gap_s >= 0` must hold, but got pass_gap_s={self.pass_gap_s}")
         if not self.min_window_ms >= 0:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import math
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import yaml
 
@@ -31,7 +32,7 @@ from latency_estimator.errors import DeviceError
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
 
-__all__ = ["Device", "DeviceProfile", "Measurement", "NetworkProfile", "parse_settings"]
+__all__ = ["Device", "DeviceProfile", "Measurement", "NetworkProfile", "PassPlan", "parse_settings"]
 
 PROFILE_KEYS = ("name", "device", "description", "parallelism_factor", "settings")
 
@@ -54,6 +55,27 @@ class NetworkProfile:
 
     network: Measurement
     subgraphs: Mapping[str, Measurement]
+
+
+class PassPlan(NamedTuple):
+    """How a device times many whole networks: ``passes`` passes at least ``gap_s`` apart, then further passes
+    for the networks whose fastest is not confirmed within ``agreement``, up to ``max_passes`` in all."""
+
+    passes: int = 1
+    gap_s: float = 0.0
+    max_passes: int = 1
+    agreement: float = math.inf
+
+    def describe(self) -> str:
+        if self.max_passes == 1:
+            return "one measurement"
+        how = f"the fastest of {self.passes} passes at least {self.gap_s:g} s apart"
+        if self.max_passes > self.passes:
+            how += (
+                f", and of up to {self.max_passes} for a network until another pass confirms its fastest "
+                f"within {self.agreement:.0%}"
+            )
+        return how
 
 
 @dataclass(frozen=True)
@@ -161,10 +183,18 @@ class Device(abc.ABC):
         raise DeviceError(f"{self.name}: cannot time subgraphs inside a network; profile them one by one")
 
     @property
-    def network_passes(self) -> tuple[int, float]:
-        """(passes, seconds between them) in which many whole networks are timed, each keeping its fastest
+    def network_passes(self) -> PassPlan:
+        """How many whole networks are timed, each keeping its fastest
         (:func:`latency_estimator.passes.fastest_of_passes`); one pass for a device that does not time."""
-        return (1, 0.0) if self.deterministic else (self.settings.network_passes, self.settings.pass_gap_s)
+        if self.deterministic:
+            return PassPlan()
+        settings = self.settings
+        return PassPlan(
+            passes=settings.network_passes,
+            gap_s=settings.pass_gap_s,
+            max_passes=max(settings.network_passes, settings.max_network_passes),
+            agreement=settings.pass_agreement,
+        )
 
     def is_available(self) -> tuple[bool, str]:
         """``(True, "")`` when this machine can measure, else ``(False, reason)``;
