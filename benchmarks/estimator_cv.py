@@ -120,7 +120,8 @@ class Data:
 
     def kind_errors(self) -> list[tuple[str, int, float, float, float, float]]:
         """Per kind: (kind, rows, held-out row MAPE, mean share of a network, mean |error| it adds to a network,
-        median |deviation| of a configuration timed in several networks from its median there)."""
+        median |deviation| of a configuration's time in one network (the median of its repeats there) from its
+        median over the networks it was timed in)."""
         predicted = np.empty(len(self.batch))
         for fold in range(FOLDS):
             model = regressor.fit_subgraph_model(
@@ -135,10 +136,11 @@ class Data:
             share = [self.latency[mask & (self.owners == n)].sum() / totals[n] for n in networks]
             error = [abs((predicted - self.latency)[mask & (self.owners == n)].sum()) / totals[n] for n in networks]
             mape = float(np.mean(np.abs(predicted[mask] / self.latency[mask] - 1)))
-            by_config = defaultdict(list)
+            by_config = defaultdict(lambda: defaultdict(list))  # configuration -> network -> its times there
             for i in np.flatnonzero(mask):
-                by_config[self.specs[i].key].append(self.latency[i])
-            repeated = [np.array(v) / np.median(v) - 1 for v in by_config.values() if len(v) > 1]
+                by_config[self.specs[i].key][self.owners[i]].append(self.latency[i])
+            per_network = [[np.median(times) for times in networks.values()] for networks in by_config.values()]
+            repeated = [np.array(v) / np.median(v) - 1 for v in per_network if len(v) > 1]
             deviation = float(np.median(np.abs(np.concatenate(repeated)))) if repeated else float("nan")
             rows.append((str(kind), int(mask.sum()), mape, float(np.mean(share)), float(np.mean(error)), deviation))
         return rows
@@ -174,16 +176,17 @@ def report(device: str, data: Data, rows: list, kinds: list, in_sample: tuple[fl
         "## Per subgraph kind (linear/single, depth 6, held out by network)",
         "",
         "| kind | rows | held-out MAPE of the rows | mean share of a network | mean error it adds to a network "
-        "| same configuration in other networks: median deviation |",
+        "| same configuration in different networks: median deviation |",
         "|---|---|---|---|---|---|",
         *(
             f"| {kind} | {n:,} | {mape:.1%} | {share:.1%} | {error:.1%} | {deviation:.1%} |"
             for kind, n, mape, share, error, deviation in kinds
         ),
         "",
-        "The last column measures label noise: a configuration timed inside several networks, each time's deviation "
-        "from the median of its times. Where it is small and the held-out error large, the error is the model's "
-        "generalisation to configurations it has not seen, not the measurements.",
+        "The last column measures how far the labels of one configuration disagree: a configuration timed inside "
+        "several networks (its repeats within one network first reduced to their median), each network's time "
+        "against the median over the networks. This is what the network around a subgraph and the timing add; no "
+        "model of the subgraph alone can predict below it.",
         "",
     ]
     return "\n".join(lines)

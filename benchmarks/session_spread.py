@@ -98,9 +98,10 @@ def report(device, rows: list[dict], command: str, profiled_on: str) -> str:
         f"{np.median(since):.3f}, range {since.min():.3f}-{since.max():.3f}; within ±10 % for "
         f"{np.mean(np.abs(since - 1) <= 0.10):.0%}",
         "",
-        "A timing window inside one session is steady; a new session of the same network can run much slower or "
-        "faster, most of all for networks with megabytes of weights. A pass of `latency_estimator.passes` is one "
-        "session, which is why a network's fastest pass must be confirmed by a second one before it is kept.",
+        "A new session of the same network, started right after the last, can run much slower or faster, and how "
+        "fast the machine runs a network moves by tens of percent within minutes (run this twice). A pass of "
+        "`latency_estimator.passes` is one session, which is why a network's fastest pass must be confirmed by a "
+        "second one before it is kept.",
         "",
         "| network | weight MB | profiled ms | fastest | median | slowest | slowest / fastest | fastest / profiled |",
         "|---|---|---|---|---|---|---|---|",

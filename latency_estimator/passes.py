@@ -13,10 +13,10 @@ latency.
 
 A network whose fastest pass is not yet confirmed (no other pass within
 ``agreement`` of it) is noisy, and is timed in further passes, up to
-``max_passes``: a noisy measurement is repeated rather than kept. Networks
-with megabytes of weights need this most: each pass runs in a new session,
-and back-to-back sessions of one such network differ by up to 1.5x
-(``benchmarks/session_spread.py`` -> ``results/session-spread.md``).
+``max_passes``: a noisy measurement is repeated rather than kept. Each pass
+runs in a new session, and back-to-back sessions of one network differ by a
+median 1.25x, up to 2x (``benchmarks/session_spread.py`` ->
+``results/session-spread.md``).
 """
 
 from __future__ import annotations
