@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from latency_estimator.devices import get_device  # noqa: E402
 from latency_estimator.profiling import MeasurementDataset  # noqa: E402
-from latency_estimator.subgraph import BYTES_PER_ELEMENT, decompose_arch  # noqa: E402
+from latency_estimator.subgraph import decompose_arch, weight_mb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -51,9 +51,9 @@ def main() -> int:
     from tqdm import tqdm
 
     rows = []
-    for arch, stored_ms, weight_mb in tqdm(chosen, desc=f"{args.sessions} sessions per network", unit="network"):
+    for arch, stored_ms, weight in tqdm(chosen, desc=f"{args.sessions} sessions per network", unit="network"):
         times = [device.measure_network(arch).latency_ms for _ in range(args.sessions)]
-        rows.append({"arch_id": arch.arch_id, "weight_mb": weight_mb, "profiled_ms": stored_ms, "sessions_ms": times})
+        rows.append({"arch_id": arch.arch_id, "weight_mb": weight, "profiled_ms": stored_ms, "sessions_ms": times})
     (RESULTS / "session-spread.json").write_text(json.dumps({"device": device.name, "networks": rows}) + "\n")
     command = f"python benchmarks/session_spread.py --device {device.name} --networks {args.networks}"
     command += f" --sessions {args.sessions}"
@@ -65,10 +65,7 @@ def main() -> int:
 
 def spread_over_weights(dataset: MeasurementDataset, count: int) -> list[tuple]:
     """(arch, latency stored at profiling, weight MB) of ``count`` profiled networks evenly spaced by weight size."""
-    networks = [
-        (arch, ms, sum(sg.params for sg in decompose_arch(arch)) * BYTES_PER_ELEMENT / 1e6)
-        for arch, ms in dataset.networks()
-    ]
+    networks = [(arch, ms, weight_mb(decompose_arch(arch))) for arch, ms in dataset.networks()]
     networks.sort(key=lambda network: network[2])
     picks = np.unique(np.linspace(0, len(networks) - 1, min(count, len(networks))).round().astype(int))
     return [networks[i] for i in picks]

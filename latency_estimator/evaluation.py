@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,22 +89,20 @@ class EvaluatedNetwork:
     name: str  # arch id for sampled networks, the file stem for reference ones
     source: str  # "space:<name>", "baseline" or "reference"
     arch: ArchConfig
-    measured_ms: float
     predicted_ms: float
-    spread: float
-    passes: int = 1  # timing passes behind measured_ms (the fastest of them)
-    runner_up_ms: float = math.inf  # the second-fastest pass
-
-    @classmethod
-    def of(cls, name: str, source: str, arch: ArchConfig, timed: Timed, predicted_ms: float) -> EvaluatedNetwork:
-        fastest = timed.fastest
-        return cls(
-            name, source, arch, fastest.latency_ms, predicted_ms, fastest.spread, timed.passes, timed.runner_up_ms
-        )
+    timed: Timed  # its fastest pass, the passes behind it and the second-fastest
 
     @property
-    def timed(self) -> Timed:
-        return Timed(Measurement(self.measured_ms, self.spread, 1), self.passes, self.runner_up_ms)
+    def measured_ms(self) -> float:
+        return self.timed.fastest.latency_ms
+
+    @property
+    def spread(self) -> float:
+        return self.timed.fastest.spread
+
+    @property
+    def passes(self) -> int:
+        return self.timed.passes
 
     @property
     def error(self) -> float:
@@ -168,7 +165,7 @@ def evaluate_estimator(
     predicted = estimator.predict_many([arch for _, _, arch in chosen])
     timed = measure_networks(device, chosen, cache=Path(measurements) if measurements else None, progress=progress)
     networks = tuple(
-        EvaluatedNetwork.of(name, source, arch, timed[arch.arch_id], float(predicted_ms))
+        EvaluatedNetwork(name, source, arch, float(predicted_ms), timed[arch.arch_id])
         for (name, source, arch), predicted_ms in zip(chosen, predicted, strict=True)
     )
     return Evaluation(device=device.name, networks=networks)

@@ -49,7 +49,14 @@ import xgboost as xgb
 from scipy.optimize import least_squares, nnls
 
 from latency_estimator.errors import EstimatorError
-from latency_estimator.subgraph import BYTES_PER_ELEMENT, Subgraph, decompose_arch, padded_macs, weight_count
+from latency_estimator.subgraph import (
+    BYTES_PER_ELEMENT,
+    Subgraph,
+    decompose_arch,
+    padded_macs,
+    weight_count,
+    weight_mb,
+)
 from search_spaces import ArchConfig, HeadConfig, StemConfig, plan_network
 
 __all__ = [
@@ -445,7 +452,7 @@ class LatencyEstimator:
         """The prediction for a network given as its subgraphs (e.g. from an ONNX file)."""
         latency = self.subgraph_latency_ms(subgraphs)
         breakdown = tuple(SubgraphLatency(sg.name, sg.kind, float(ms)) for sg, ms in zip(subgraphs, latency))
-        totals = NetworkTotals.of(latency.sum(), len(subgraphs), _weight_mb(subgraphs))
+        totals = NetworkTotals.of(latency.sum(), len(subgraphs), weight_mb(subgraphs))
         return Prediction(latency_ms=float(self.overhead.apply(totals)[0]), breakdown=breakdown)
 
     def subgraph_latency_ms(self, subgraphs: Sequence[Subgraph]) -> np.ndarray:
@@ -571,11 +578,7 @@ def _decompose_piece(key: tuple, arch: ArchConfig) -> _Piece:
     blocks = [block for block in plan_network(holder) if block.name.startswith(prefix)]
     subgraphs = [Subgraph.from_block(block, activation=activation) for block in blocks]
     out_channels, out_size, _ = subgraphs[-1].out_shape
-    return _Piece(out_channels, out_size, subgraphs, weight_mb=_weight_mb(subgraphs))
-
-
-def _weight_mb(subgraphs: Sequence[Subgraph]) -> float:
-    return sum(sg.params for sg in subgraphs) * 4 / 1e6  # fp32, BatchNorm folded
+    return _Piece(out_channels, out_size, subgraphs, weight_mb=weight_mb(subgraphs))
 
 
 def _sha256(path: Path) -> str:
@@ -675,7 +678,7 @@ def network_sums(
     totals = NetworkTotals.of(
         [estimator.subgraph_latency_ms(subgraphs).sum() for subgraphs in decomposed],
         [len(subgraphs) for subgraphs in decomposed],
-        [_weight_mb(subgraphs) for subgraphs in decomposed],
+        [weight_mb(subgraphs) for subgraphs in decomposed],
     )
     return totals, np.array([measured for _, measured in networks])
 

@@ -23,7 +23,7 @@ from latency_estimator.errors import EstimatorError
 from search_spaces.arch import ArchConfig
 from search_spaces.plan import BlockPlan, OpSpec, plan_network
 
-__all__ = ["ACTIVATIONS", "KINDS", "Subgraph", "decompose_arch", "padded_macs", "weight_count"]
+__all__ = ["ACTIVATIONS", "KINDS", "Subgraph", "decompose_arch", "padded_macs", "weight_count", "weight_mb"]
 
 # Every kind of unit; "eltwise" is an Add/Mul/Concat outside any unit (ONNX only).
 KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier", "eltwise")
@@ -183,6 +183,11 @@ def weight_count(op: OpSpec) -> int:
     if op.kind == "linear":
         return c_in * c_out + c_out
     return 0
+
+
+def weight_mb(subgraphs: list[Subgraph]) -> float:
+    """MB of weights of these subgraphs as a deployed model holds them (fp32, BatchNorm folded)."""
+    return sum(sg.params for sg in subgraphs) * BYTES_PER_ELEMENT / 1e6
 
 
 def padded_macs(op: OpSpec, p: int) -> int:
