@@ -13,10 +13,12 @@ subgraphs' predicted latencies, corrected by a per-network overhead term:
   ``log(prior)``) predicting ``log(latency_ms / prior)``: relative errors
   are what matter and latencies span three decades. Either one model with
   the kind among the features (layout ``single``) or one model per kind
-  (``per_kind``).
-* **choice** — every (prior, layout) pair is trained on the same split and
-  scored on the held-out 20 %; the best by held-out MAPE is refitted on all
-  rows. The comparison is kept in ``metadata.json`` (``training.candidates``).
+  (``per_kind``); trained on squared or absolute error of that log (loss
+  ``squared`` or ``absolute``: measured timings have heavy tails, and the
+  absolute error follows the typical measurement rather than the outliers).
+* **choice** — every (prior, layout, loss) triple is trained on the same split
+  and scored on the held-out 20 %; the best by held-out MAPE is refitted on
+  all rows. The comparison is kept in ``metadata.json`` (``training.candidates``).
 * **overhead term** — what a sum of isolated subgraphs misses (runtime call
   overhead, activations kept on chip across subgraph boundaries): fitted by
   least squares on a handful of whole-network measurements, its form chosen
@@ -35,6 +37,7 @@ import contextlib
 import datetime
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -83,11 +86,11 @@ ESTIMATORS_ENV = "EDGENAS_ESTIMATORS"
 FORMAT_VERSION = 1
 LAYOUTS = ("single", "per_kind")
 PRIORS = ("none", "linear", "roofline")
+LOSSES = {"squared": "reg:squarederror", "absolute": "reg:absoluteerror"}  # on log(latency / prior)
 # Small data (hundreds to a few thousand rows): depth-6 trees, shrinkage and
 # row/column subsampling; 300 rounds at eta 0.1 converge on every device tried.
 # One thread: on a shared 2-core machine two OpenMP threads run 10-25x slower.
 XGB_PARAMS = {
-    "objective": "reg:squarederror",
     "max_depth": 6,
     "eta": 0.1,
     "subsample": 0.85,
@@ -209,6 +212,7 @@ class SubgraphModel:
     layout: str
     boosters: dict[str, xgb.Booster]
     feature_names: tuple[str, ...]
+    loss: str = "squared"
 
     def predict_ms(self, batch: SubgraphBatch) -> np.ndarray:
         if batch.feature_names != self.feature_names:
@@ -234,6 +238,7 @@ def fit_subgraph_model(
     *,
     prior: str,
     layout: str,
+    loss: str = "squared",
     rows: np.ndarray | None = None,
     rounds: int = XGB_ROUNDS,
     params: dict[str, Any] | None = None,
@@ -242,6 +247,8 @@ def fit_subgraph_model(
     """Fit on ``rows`` (a boolean mask; default all); ``params`` override :data:`XGB_PARAMS`."""
     if layout not in LAYOUTS:
         raise EstimatorError(f"layout must be one of {list(LAYOUTS)}, but got {layout!r}")
+    if loss not in LOSSES:
+        raise EstimatorError(f"loss must be one of {list(LOSSES)}, but got {loss!r}")
     rows = np.ones(len(batch), bool) if rows is None else rows
     fitted_prior = Prior.fit(prior, batch, latency_ms, rows)
     prior_ms = fitted_prior.predict_ms(batch)
@@ -250,33 +257,34 @@ def fit_subgraph_model(
     groups = {"*": rows}
     if layout == "per_kind":
         groups.update({str(k): rows & (batch.kinds == k) for k in np.unique(batch.kinds)})
-    params = {**XGB_PARAMS, **(params or {}), "seed": seed}
+    params = {**XGB_PARAMS, "objective": LOSSES[loss], **(params or {}), "seed": seed}
     boosters = {
         name: xgb.train(params, xgb.DMatrix(features[mask], label=target[mask]), num_boost_round=rounds)
         for name, mask in groups.items()
         if mask.sum() >= (1 if name == "*" else MIN_KIND_ROWS)
     }
-    return SubgraphModel(prior=fitted_prior, layout=layout, boosters=boosters, feature_names=batch.feature_names)
+    return SubgraphModel(
+        prior=fitted_prior, layout=layout, boosters=boosters, feature_names=batch.feature_names, loss=loss
+    )
 
 
 def compare_candidates(
     batch: SubgraphBatch, latency_ms: np.ndarray, *, held_out: float = 0.2, seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """Held-out subgraph errors of every (prior, layout) pair, all trained on the same split."""
+    """Held-out subgraph errors of every (prior, layout, loss) triple, all trained on the same split."""
     test = np.random.default_rng(seed).random(len(batch)) < held_out
     if test.sum() < 5 or (~test).sum() < 10:
         raise EstimatorError(f"too few subgraph measurements ({len(batch)}) for a held-out split; profile more")
     results = {}
-    for prior in PRIORS:
-        for layout in LAYOUTS:
-            model = fit_subgraph_model(batch, latency_ms, prior=prior, layout=layout, rows=~test, seed=seed)
-            error = model.predict_ms(batch)[test] / latency_ms[test] - 1
-            results[f"{prior}/{layout}"] = {
-                "held_out_rows": int(test.sum()),
-                "mape": float(np.mean(np.abs(error))),
-                "rmspe": float(np.sqrt(np.mean(np.square(error)))),
-                "within_10pct": float(np.mean(np.abs(error) <= 0.10)),
-            }
+    for prior, layout, loss in itertools.product(PRIORS, LAYOUTS, LOSSES):
+        model = fit_subgraph_model(batch, latency_ms, prior=prior, layout=layout, loss=loss, rows=~test, seed=seed)
+        error = model.predict_ms(batch)[test] / latency_ms[test] - 1
+        results[f"{prior}/{layout}/{loss}"] = {
+            "held_out_rows": int(test.sum()),
+            "mape": float(np.mean(np.abs(error))),
+            "rmspe": float(np.sqrt(np.mean(np.square(error)))),
+            "within_10pct": float(np.mean(np.abs(error) <= 0.10)),
+        }
     return results
 
 
@@ -515,6 +523,7 @@ class LatencyEstimator:
             **self.metadata,
             "prior": self.model.prior.to_dict(),
             "layout": self.model.layout,
+            "loss": self.model.loss,
             "feature_names": list(self.model.feature_names),
             "overhead": self.overhead.to_dict(),
             "files": files,
@@ -545,7 +554,8 @@ class LatencyEstimator:
             raise EstimatorError(f"{directory / cls.META_FILE}: corrupted estimator metadata ({exc!r})") from None
         boosters = {kind: _read_booster(directory, entry) for kind, entry in _files_of(metadata, directory).items()}
         names = tuple(metadata["feature_names"])
-        model = SubgraphModel(prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names)
+        loss = metadata.get("loss", "squared")  # estimators saved before the loss was a choice trained on squared error
+        model = SubgraphModel(prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss)
         return cls(model=model, overhead=overhead, metadata=metadata)
 
 
@@ -653,14 +663,10 @@ def train_estimator(
     batch = SubgraphBatch.of(subgraphs, int(device_metadata["profile"]["parallelism_factor"]))
     latency_ms = np.asarray(latency_ms, dtype=float)
     candidates = compare_candidates(batch, latency_ms, seed=seed)
-    prior, layout = min(candidates, key=lambda name: candidates[name]["mape"]).split("/")
-    logger.info(
-        "held-out subgraph MAPE: %s; keeping %s/%s",
-        {k: round(v["mape"], 4) for k, v in candidates.items()},
-        prior,
-        layout,
-    )
-    model = fit_subgraph_model(batch, latency_ms, prior=prior, layout=layout, seed=seed)
+    kept = min(candidates, key=lambda name: candidates[name]["mape"])
+    logger.info("held-out subgraph MAPE: %s; keeping %s", {k: round(v["mape"], 4) for k, v in candidates.items()}, kept)
+    prior, layout, loss = kept.split("/")
+    model = fit_subgraph_model(batch, latency_ms, prior=prior, layout=layout, loss=loss, seed=seed)
     training = {"rows": len(batch), "candidates": candidates, "networks": [arch.arch_id for arch, _ in networks]}
     estimator = LatencyEstimator(model=model, overhead=OverheadModel(), metadata=_metadata(device_metadata, training))
     if networks:

@@ -101,10 +101,10 @@ def run_train(args: argparse.Namespace) -> int:
     estimator.save(directory)
     meta = estimator.metadata
     rows = [(name, c["mape"], c["rmspe"], c["within_10pct"]) for name, c in meta["training"]["candidates"].items()]
-    print(format_table(["prior/layout", "held-out MAPE", "RMSPE", "within 10%"], rows))
+    print(format_table(["prior/layout/loss", "held-out MAPE", "RMSPE", "within 10%"], rows))
     overhead = estimator.overhead
     print(
-        f"\nkept {meta['prior']['form']}/{meta['layout']}; overhead term {overhead.form}: "
+        f"\nkept {meta['prior']['form']}/{meta['layout']}/{meta['loss']}; overhead term {overhead.form}: "
         f"scale {overhead.scale:.4g}, constant {overhead.constant:.4g} ms, per subgraph {overhead.per_subgraph:.4g} ms"
     )
     print(f"estimator for {estimator.device} written to {directory}")
