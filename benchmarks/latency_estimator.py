@@ -47,6 +47,7 @@ from latency_estimator.evaluation import (  # noqa: E402
     evaluate_estimator,
     measure_networks,
     plot_scatter,
+    weight_size_bins,
     write_csv,
 )
 from latency_estimator.profiling import (  # noqa: E402
@@ -236,6 +237,29 @@ def repeatability_lines(device, evaluation: Evaluation, again: dict[str, float] 
     ]
 
 
+def weight_size_lines(evaluation: Evaluation, again: dict[str, float] | None) -> list[str]:
+    """Accuracy, and (on a timed device) the measurements' own repeatability, by the networks' fp32 weight size."""
+    predicted = np.array([n.predicted_ms for n in evaluation.networks])
+    first = np.array([n.measured_ms for n in evaluation.networks])
+    second = np.array([again[n.arch.arch_id] for n in evaluation.networks]) if again else None
+    rows = []
+    for label, chosen in weight_size_bins([n.arch for n in evaluation.networks]):
+        error = predicted[chosen] / first[chosen] - 1
+        row = f"| {label} | {chosen.sum()} | {np.mean(np.abs(error) <= 0.10):.1%} | {np.sqrt(np.mean(error**2)):.2%} |"
+        if again:
+            row += f" {np.mean(np.abs(second[chosen] / first[chosen] - 1) <= 0.10):.1%} |"
+        rows.append(row)
+    header = "| fp32 weights | networks | estimator within ±10 % | RMSPE |"
+    return [
+        "## By weight size",
+        "",
+        header + (" second measurement within ±10 % of the first |" if again else ""),
+        "|---|---|---|---|" + ("---|" if again else ""),
+        *rows,
+        "",
+    ]
+
+
 def measure_throughput(directory: Path, seed: int, *, repeats: int = 5, gap_s: float = 15.0) -> dict[str, float]:
     """Batched predictions per second on one core: a freshly loaded estimator (empty cache), then warm. The best of
     ``repeats`` (each with a newly loaded estimator) at least ``gap_s`` apart: other processes only ever slow a run
@@ -303,6 +327,7 @@ def write_report(device, evaluation: Evaluation, state: dict, throughput: dict, 
         f"per-network table: `results/latency-estimator-{name}.csv`.",
         "",
         *repeatability_lines(device, evaluation, state.get("second_measurement")),
+        *weight_size_lines(evaluation, state.get("second_measurement")),
         *build_section(build_info),
         "",
         "## Prediction throughput (one core)",

@@ -36,6 +36,7 @@ from latency_estimator.profiling import (
     write_csv_rows,
 )
 from latency_estimator.regressor import LatencyEstimator
+from latency_estimator.subgraph import decompose_arch, weight_mb
 from search_spaces import ArchConfig, baseline_arch
 
 __all__ = [
@@ -45,11 +46,13 @@ __all__ = [
     "accuracy_metrics",
     "evaluate_estimator",
     "plot_scatter",
+    "weight_size_bins",
 ]
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+WEIGHT_BINS_MB = (2, 4, 8, 16)  # upper edges of the weight-size bins of reports; the last bin is open
 CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "passes", "runner_up_ms", "arch")
 
 
@@ -278,3 +281,18 @@ def plot_scatter(evaluation: Evaluation, path: str | Path, *, title: str | None 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def weight_size_bins(archs: list[ArchConfig]) -> list[tuple[str, np.ndarray]]:
+    """The networks grouped by fp32 weight size, for reports: ``(label, mask)`` per non-empty bin. A timed device's
+    accuracy falls with weight size: weights that outgrow the caches are streamed from memory every run, where other
+    tenants of a shared machine slow them."""
+    weights = np.array([weight_mb(decompose_arch(arch)) for arch in archs])
+    edges = (0.0, *WEIGHT_BINS_MB, np.inf)
+    bins = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        label = f"> {low:g} MB" if high == np.inf else f"{low:g}–{high:g} MB"
+        chosen = (weights > low) & (weights <= high)
+        if chosen.any():
+            bins.append((label, chosen))
+    return bins
