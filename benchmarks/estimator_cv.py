@@ -16,7 +16,6 @@ Writes ``results/estimator-cv-<device>.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -27,11 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import latency_estimator.regressor as regressor  # noqa: E402
+from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data  # noqa: E402
 from latency_estimator.evaluation import weight_size_bins  # noqa: E402
 from latency_estimator.profiling import MeasurementDataset  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 FOLDS = 5
 # (name, prior, layout, loss, XGBoost parameters overriding XGB_PARAMS)
 VARIANTS = [
@@ -54,14 +53,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu-ort")
     args = parser.parse_args()
-    work = RESULTS / f"latency-estimator-{args.device}"
-    dataset = MeasurementDataset.load(work / "estimator")
-    owners = np.array([row["network"] for row in dataset.rows])
-    if not owners.all():
-        parser.error(f"{args.device}: its subgraphs were not timed inside networks; nothing to hold out whole")
-    with open(work / "evaluation-measured.csv", newline="") as handle:
-        evaluation_rows = list(csv.DictReader(handle))
-    data = Data(dataset, owners, evaluation_rows)
+    dataset, evaluation_rows = load_in_network_data(parser, args.device)
+    data = Data(dataset, np.array([row["network"] for row in dataset.rows]), evaluation_rows)
     rows = [(name, *data.score(variant)) for name, *variant in VARIANTS]
     kinds = data.kind_errors()
     held_out = data.held_out_errors(data.kept)
@@ -90,8 +83,7 @@ class Data:
         self.owners = owners
         self.eval_archs = [ArchConfig.from_dict(json.loads(row["arch"])) for row in evaluation_rows]
         self.eval_ms = np.array([float(row["measured_ms"]) for row in evaluation_rows])
-        kept = json.loads((Path(dataset.directory) / "metadata.json").read_text())
-        self.kept = (kept["prior"]["form"], kept["layout"], kept.get("loss", "squared"), {})  # the built estimator's
+        self.kept = (*built_family(dataset), {})  # the built estimator's
         self._trained_on_all: dict[tuple, regressor.LatencyEstimator] = {}
 
     def estimator(self, rows: np.ndarray, networks: list, variant: tuple):

@@ -20,7 +20,6 @@ Writes ``results/weight-context-<device>.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import replace
@@ -31,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import latency_estimator.regressor as regressor  # noqa: E402
+from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data  # noqa: E402
 from latency_estimator.devices import get_device  # noqa: E402
-from latency_estimator.profiling import MeasurementDataset, SubgraphSpec, shipped_spaces_for  # noqa: E402
+from latency_estimator.profiling import SubgraphSpec, shipped_spaces_for  # noqa: E402
 from latency_estimator.subgraph import decompose_arch, weight_mb  # noqa: E402
 from search_spaces import ArchConfig, plan_network  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 HEAVY_MB = 16.0
 BINS = (("≤ 8 MB", 0.0, 8.0), ("8–16 MB", 8.0, HEAVY_MB), ("> 16 MB", HEAVY_MB, np.inf))
 FOLDS, SEEDS = 5, (0, 1, 2)
@@ -47,17 +46,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu-ort")
     parser.add_argument("--networks", type=int, default=30, help="extra networks over 16 MB to profile")
     args = parser.parse_args()
-    work = RESULTS / f"latency-estimator-{args.device}"
-    dataset = MeasurementDataset.load(work / "estimator")
-    if not all(row["network"] for row in dataset.rows):
-        parser.error(f"{args.device}: its subgraphs were not timed inside networks")
-    with open(work / "evaluation-measured.csv", newline="") as handle:
-        evaluation = [
-            (ArchConfig.from_dict(json.loads(r["arch"])), float(r["measured_ms"])) for r in csv.DictReader(handle)
-        ]
-    heavy = heavy_networks(args.device, dataset, evaluation, args.networks, work / "heavy-networks.json")
-    kept = json.loads((work / "estimator" / "metadata.json").read_text())
-    family = (kept["prior"]["form"], kept["layout"], kept.get("loss", "squared"))
+    dataset, evaluation_rows = load_in_network_data(parser, args.device)
+    evaluation = [(ArchConfig.from_dict(json.loads(r["arch"])), float(r["measured_ms"])) for r in evaluation_rows]
+    cache = RESULTS / f"latency-estimator-{args.device}" / "heavy-networks.json"
+    heavy = heavy_networks(args.device, dataset, evaluation, args.networks, cache)
+    family = built_family(dataset)
     base = [(spec, ms, row["network"]) for spec, ms, row in zip(dataset.specs(), dataset.latency_ms(), dataset.rows)]
     rows = []
     for extra in (False, True):
