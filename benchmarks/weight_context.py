@@ -54,13 +54,12 @@ def main() -> int:
     base = [(spec, ms, row["network"]) for spec, ms, row in zip(dataset.specs(), dataset.latency_ms(), dataset.rows)]
     rows = []
     for extra in (False, True):
-        for context in (False, True):
-            data = Rows(
-                base + (heavy["rows"] if extra else []),
-                dataset.networks() + (heavy["networks"] if extra else []),
-                dataset.parallelism_factor,
-            )
-            rows.append((extra, context, *data.scores(family, context, evaluation)))
+        data = Rows(
+            base + (heavy["rows"] if extra else []),
+            dataset.networks() + (heavy["networks"] if extra else []),
+            dataset.parallelism_factor,
+        )
+        rows += [(extra, context, *data.scores(family, context, evaluation)) for context in (False, True)]
     path = RESULTS / f"weight-context-{args.device}.md"
     path.write_text(report(args.device, args.networks, family, len(dataset.rows), len(heavy["rows"]), rows))
     print(f"report written to {path}")
@@ -68,13 +67,15 @@ def main() -> int:
 
 
 def heavy_networks(device_name: str, dataset, evaluation, count: int, cache: Path) -> dict:
-    """``count`` networks over HEAVY_MB from the shipped spaces, never profiled or evaluated, each profiled 3 times
-    (the fastest kept); cached in ``cache``."""
-    if not cache.exists():
+    """The first ``count`` networks over HEAVY_MB drawn from the shipped spaces, never profiled or evaluated, each
+    profiled 3 times (the fastest kept); kept in ``cache``, and only the ones it lacks are profiled."""
+    found = json.loads(cache.read_text()) if cache.exists() else []
+    if len(found) < count:
         device = get_device(device_name)
         seen = {arch.arch_id for arch, _ in dataset.networks()} | {arch.arch_id for arch, _ in evaluation}
+        seen |= {ArchConfig.from_dict(entry["arch"]).arch_id for entry in found}
         spaces = [space for space in shipped_spaces_for(device.parallelism_factor) if space.size() > 1]
-        rng, found, i = np.random.default_rng(777), [], 0
+        rng, i = np.random.default_rng(777), 0
         while len(found) < count:
             arch, i = spaces[i % len(spaces)].sample(rng), i + 1
             if arch.arch_id in seen or weight_mb(decompose_arch(arch)) <= HEAVY_MB:
@@ -83,10 +84,10 @@ def heavy_networks(device_name: str, dataset, evaluation, count: int, cache: Pat
             profile = min((device.profile_network(arch) for _ in range(3)), key=lambda p: p.network.latency_ms)
             subgraphs = {block.name: profile.subgraphs[block.name].latency_ms for block in plan_network(arch)}
             found.append({"arch": arch.to_dict(), "latency_ms": profile.network.latency_ms, "subgraphs": subgraphs})
+            cache.write_text(json.dumps(found, indent=1) + "\n")
             print(f"{len(found)}/{count} {arch.arch_id} {profile.network.latency_ms:.3f} ms", flush=True)
-        cache.write_text(json.dumps(found, indent=1) + "\n")
     networks, rows = [], []
-    for entry in json.loads(cache.read_text()):
+    for entry in found[:count]:
         arch = ArchConfig.from_dict(entry["arch"])
         networks.append((arch, entry["latency_ms"]))
         rows += [
