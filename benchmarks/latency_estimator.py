@@ -89,13 +89,12 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = get_device(args.device)
     setup = SETUPS.get(device.profile.device, REPORT_ONLY)
-    samples = default_samples(device) if args.samples is None else args.samples
-    models = setup["models"] if args.models is None else args.models
-    networks = setup["networks"] if args.networks is None else args.networks
     work = RESULTS / f"latency-estimator-{device.name}"
     if args.fresh and work.exists():
         shutil.rmtree(work)
     state = State(work / "state.json")
+    defaults = {"samples": default_samples(device), "models": setup["models"], "networks": setup["networks"]}
+    samples, models, networks = run_sizes(parser, args, state, defaults).values()
     if args.retrain:
         if not state.get("build"):
             parser.error(f"{device.name}: no finished build in {work} to train again; run without --retrain")
@@ -117,6 +116,21 @@ def main() -> int:
     report = write_report(device, evaluation, state.data, throughput, setup=setup, command=command)
     print(f"report written to {report}")
     return 0
+
+
+def run_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace, state: State, defaults: dict) -> dict:
+    """--samples, --models and --networks: as given, else as the data here were measured with, else the defaults.
+    A size other than the data's is a one-line error: a rerun would mix two runs."""
+    recorded = state.get("sizes") or {}
+    for name, value in recorded.items():
+        given = getattr(args, name)
+        if given is not None and given != value:
+            parser.error(f"{args.device}'s data were measured with --{name} {value}; add --fresh to start over")
+    sizes = {
+        name: next(v for v in (getattr(args, name), recorded.get(name), default) if v is not None)
+        for name, default in defaults.items()
+    }
+    return state.set("sizes", sizes)
 
 
 class State:
