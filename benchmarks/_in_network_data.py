@@ -8,6 +8,7 @@ import csv
 import json
 from pathlib import Path
 
+import latency_estimator.regressor as regressor
 from latency_estimator.errors import EstimatorError
 from latency_estimator.profiling import MeasurementDataset
 
@@ -32,3 +33,16 @@ def built_family(dataset: MeasurementDataset) -> tuple[str, str, str]:
     """(prior, layout, loss) of the estimator built from ``dataset`` (its metadata lies beside the measurements)."""
     kept = json.loads((Path(dataset.directory) / "metadata.json").read_text())
     return kept["prior"]["form"], kept["layout"], kept.get("loss", "squared")
+
+
+def with_overhead(
+    model: regressor.SubgraphModel,
+    networks: list,
+    parallelism_factor: int,
+    kind: type[regressor.LatencyEstimator] = regressor.LatencyEstimator,
+) -> regressor.LatencyEstimator:
+    """An estimator of ``kind`` around ``model``, its overhead term fitted on ``networks`` as training does."""
+    metadata = {"parallelism_factor": parallelism_factor, "device": "experiment"}
+    estimator = kind(model=model, overhead=regressor.OverheadModel(), metadata=metadata)
+    estimator.overhead = regressor.fit_overhead(*regressor.network_sums(estimator, networks))
+    return estimator

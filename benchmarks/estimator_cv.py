@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import latency_estimator.regressor as regressor  # noqa: E402
-from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data  # noqa: E402
+from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data, with_overhead  # noqa: E402
 from latency_estimator.evaluation import weight_size_bins  # noqa: E402
 from latency_estimator.profiling import MeasurementDataset  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
@@ -92,10 +92,7 @@ class Data:
         model = regressor.fit_subgraph_model(
             self.batch, self.latency, prior=prior, layout=layout, loss=loss, rows=rows, params=params
         )
-        metadata = {"parallelism_factor": self.parallelism_factor, "device": "cross-validation"}
-        estimator = regressor.LatencyEstimator(model=model, overhead=regressor.OverheadModel(), metadata=metadata)
-        estimator.overhead = regressor.fit_overhead(*regressor.network_sums(estimator, networks))
-        return estimator
+        return with_overhead(model, networks, self.parallelism_factor)
 
     def trained_on_all(self, variant: tuple) -> regressor.LatencyEstimator:
         """The variant trained on every network (once per variant)."""

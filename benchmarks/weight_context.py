@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import latency_estimator.regressor as regressor  # noqa: E402
-from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data  # noqa: E402
+from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data, with_overhead  # noqa: E402
 from latency_estimator.devices import get_device  # noqa: E402
 from latency_estimator.profiling import SubgraphSpec, shipped_spaces_for  # noqa: E402
 from latency_estimator.subgraph import decompose_arch, weight_mb  # noqa: E402
@@ -119,40 +119,35 @@ class Rows:
             row_fold = np.array([fold_of[owner] for owner in self.owners])
             predicted = np.empty(len(measured))
             for f in range(FOLDS):
-                estimator = Estimator(batch, self.latency, row_fold != f, family, context, self.p)
-                estimator.fit_overhead([n for n, k in zip(self.networks, fold) if k != f])
-                predicted[fold == f] = estimator.predict([a for (a, _), k in zip(self.networks, fold) if k == f])
+                train = [n for n, k in zip(self.networks, fold) if k != f]
+                estimator = _trained(batch, self.latency, row_fold != f, family, context, train, self.p)
+                predicted[fold == f] = _predict(estimator, [a for (a, _), k in zip(self.networks, fold) if k == f])
             held_out.append(_by_bin([a for a, _ in self.networks], predicted / measured - 1))
-        estimator = Estimator(batch, self.latency, np.ones(len(self.latency), bool), family, context, self.p)
-        estimator.fit_overhead(self.networks)
+        every_row = np.ones(len(self.latency), bool)
+        estimator = _trained(batch, self.latency, every_row, family, context, self.networks, self.p)
         archs, truth = [a for a, _ in evaluation], np.array([ms for _, ms in evaluation])
-        return list(np.mean(held_out, axis=0)), _by_bin(archs, estimator.predict(archs) / truth - 1)
+        return list(np.mean(held_out, axis=0)), _by_bin(archs, _predict(estimator, archs) / truth - 1)
 
 
-class Estimator:
-    """The build's family trained on ``rows``, with the network's weight MB as a feature when ``context``."""
+class WithWeightContext(regressor.LatencyEstimator):
+    """An estimator whose subgraphs each see their network's weight size as a last feature. Predict with
+    ``predict`` (one network at a time): the batched path caches pieces apart from their networks."""
 
-    def __init__(self, batch, latency, rows, family: tuple, context: bool, parallelism_factor: int) -> None:
-        prior, layout, loss = family
-        self.model = regressor.fit_subgraph_model(batch, latency, prior=prior, layout=layout, loss=loss, rows=rows)
-        self.context, self.p, self.overhead = context, parallelism_factor, regressor.OverheadModel()
+    def subgraph_latency_ms(self, subgraphs) -> np.ndarray:
+        batch = regressor.SubgraphBatch.of(subgraphs, self.parallelism_factor)
+        return self.model.predict_ms(_with_context(batch, np.full(len(batch), weight_mb(subgraphs))))
 
-    def totals(self, archs: list) -> regressor.NetworkTotals:
-        decomposed = [decompose_arch(arch) for arch in archs]
-        sums = []
-        for subgraphs in decomposed:
-            batch = regressor.SubgraphBatch.of(subgraphs, self.p)
-            batch = _with_context(batch, np.full(len(batch), weight_mb(subgraphs))) if self.context else batch
-            sums.append(self.model.predict_ms(batch).sum())
-        return regressor.NetworkTotals.of(sums, [len(s) for s in decomposed], [weight_mb(s) for s in decomposed])
 
-    def fit_overhead(self, networks: list) -> None:
-        self.overhead = regressor.fit_overhead(
-            self.totals([a for a, _ in networks]), np.array([m for _, m in networks])
-        )
+def _trained(batch, latency, rows, family: tuple, context: bool, networks: list, parallelism_factor: int):
+    """The build's family trained on ``rows``, its overhead term on ``networks``."""
+    prior, layout, loss = family
+    model = regressor.fit_subgraph_model(batch, latency, prior=prior, layout=layout, loss=loss, rows=rows)
+    kind = WithWeightContext if context else regressor.LatencyEstimator
+    return with_overhead(model, networks, parallelism_factor, kind)
 
-    def predict(self, archs: list) -> np.ndarray:
-        return self.overhead.apply(self.totals(archs))
+
+def _predict(estimator: regressor.LatencyEstimator, archs: list) -> np.ndarray:
+    return np.array([estimator.predict(arch).latency_ms for arch in archs])
 
 
 def _with_context(batch, weights: np.ndarray):
