@@ -284,9 +284,9 @@ def plot_scatter(evaluation: Evaluation, path: str | Path, *, title: str | None 
 
 
 def weight_size_bins(archs: list[ArchConfig]) -> list[tuple[str, np.ndarray]]:
-    """The networks grouped by fp32 weight size, for reports: ``(label, mask)`` per non-empty bin. A timed device's
-    accuracy falls with weight size: weights that outgrow the caches are streamed from memory every run, where other
-    tenants of a shared machine slow them."""
+    """The networks grouped by fp32 weight size, for reports: ``(label, mask)`` per non-empty bin. On a CPU, weights
+    that outgrow the caches are streamed from memory every run, and accuracy falls with weight size
+    (``results/latency-estimator-cpu-ort.md``)."""
     weights = np.array([weight_mb(decompose_arch(arch)) for arch in archs])
     edges = (0.0, *WEIGHT_BINS_MB, np.inf)
     bins = []
