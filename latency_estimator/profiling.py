@@ -54,7 +54,7 @@ from latency_estimator.devices.base import Device, Measurement
 from latency_estimator.errors import DeviceError, EstimatorError
 from latency_estimator.passes import Timed, fastest_of_passes
 from latency_estimator.regressor import LatencyEstimator, cross_validated_errors, default_estimator_dir, train_estimator
-from latency_estimator.subgraph import Subgraph
+from latency_estimator.subgraph import Subgraph, decompose_arch, weight_mb
 from search_spaces import (
     SHIPPED_SPACES,
     ArchConfig,
@@ -764,6 +764,13 @@ class _Session:
 SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like); the others come from the spaces
 # On cpu-ort, every sixth gave 68.6 % of the evaluation networks within ±10 % and every second 46.7 %, against 73.3 %
 # for every third (one fresh build each, 2026-11-21; runs on this VM also differ by a few points on their own).
+HEAVY_EVERY = 6  # every sixth is a heavy network from the spaces: one over HEAVY_MB of fp32 weights
+HEAVY_MB = 16.0
+# A draw from the spaces is that heavy one time in ten, so without them profiling saw few networks whose weights no
+# longer stay in this CPU's caches from one run to the next; their subgraphs run slower (the estimator sees the
+# network's weight size). With one in six, the evaluation networks over 8 MB went from 72 % to 82-91 % within ±10 %
+# (benchmarks/weight_context.py; the same 3,000 measurements, 2026-11-21).
+HEAVY_TRIES = 200  # draws to find a heavy network; none: the heaviest drawn
 ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
 FIT_TRIES = 500  # networks drawn to find one whose subgraphs still fit in ``samples``; none: profiling is done
 
@@ -825,14 +832,31 @@ def _network_weight(arch: ArchConfig, weights: dict[tuple[str, int], float]) -> 
 
 def _network_stream(parallelism_factor: int, coverage: Coverage, *, seed: int) -> Iterator[ArchConfig]:
     """Endless, deterministic for a seed: architectures sampled from the shipped spaces that have a choice, in
-    turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network`."""
+    turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network` and every :data:`HEAVY_EVERY`-th
+    a :func:`heavy_network`."""
     spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
     rng = np.random.default_rng([seed, 15485863])  # a stream apart from the evaluation's
     for i in itertools.count():
         if i % SYNTHETIC_EVERY == SYNTHETIC_EVERY - 1:
             yield synthetic_network(coverage, rng)
+        elif i % HEAVY_EVERY == 0:
+            yield heavy_network(spaces, rng)
         else:
             yield spaces[i % len(spaces)].sample(rng)
+
+
+def heavy_network(spaces: Sequence, rng: np.random.Generator) -> ArchConfig:
+    """The first architecture drawn from ``spaces`` in turn with over :data:`HEAVY_MB` of fp32 weights; after
+    :data:`HEAVY_TRIES` draws without one, the heaviest drawn."""
+    heaviest, most = None, -1.0
+    for j in range(HEAVY_TRIES):
+        arch = spaces[j % len(spaces)].sample(rng)
+        mb = weight_mb(decompose_arch(arch))
+        if mb > HEAVY_MB:
+            return arch
+        if mb > most:
+            heaviest, most = arch, mb
+    return heaviest
 
 
 def synthetic_network(coverage: Coverage, rng: np.random.Generator) -> ArchConfig:
@@ -927,9 +951,24 @@ def train_from_dataset(dataset: MeasurementDataset, *, seed: int = 0) -> Latency
             f"{dataset.directory}: no subgraph measurements to train on; run `edgenas latency profile`"
         )
     subgraphs = [spec.subgraph() for spec in dataset.specs()]
+    networks = dataset.networks()
     return train_estimator(
-        subgraphs, dataset.latency_ms(), device_metadata=dataset.metadata, networks=dataset.networks(), seed=seed
+        subgraphs,
+        dataset.latency_ms(),
+        device_metadata=dataset.metadata,
+        networks=networks,
+        network_weight_mb=network_weights(dataset, networks),
+        seed=seed,
     )
+
+
+def network_weights(dataset: MeasurementDataset, networks: list[tuple[ArchConfig, float]]) -> np.ndarray | None:
+    """Per subgraph row, the fp32 weight MB of the network it was timed in; ``None`` when the subgraphs were
+    timed alone (no network around them)."""
+    if not dataset.rows or not all(row["network"] for row in dataset.rows):
+        return None
+    weight = {arch.arch_id: weight_mb(decompose_arch(arch)) for arch, _ in networks}
+    return np.array([weight[row["network"]] for row in dataset.rows])
 
 
 @functools.lru_cache(maxsize=8)

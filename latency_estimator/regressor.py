@@ -34,6 +34,7 @@ the current directory, or ``$EDGENAS_ESTIMATORS/D`` when that is set.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import gc
 import hashlib
@@ -100,6 +101,15 @@ XGB_PARAMS = {
 }
 XGB_ROUNDS = 300
 MIN_KIND_ROWS = 20  # fewer measurements of a kind than this: the shared model serves it
+# Subgraphs timed inside whole networks also see the fp32 weight size of the network around them, in bins (the name
+# says which: another binning is another feature, and an estimator trained on one refuses the other).
+CONTEXT_BIN_MB = 4.0
+CONTEXT_FEATURE = f"network_weight_mb_{CONTEXT_BIN_MB:g}mb_bins"
+
+
+def network_context(weight_mb: float | np.ndarray) -> float | np.ndarray:
+    """The context feature of a network of ``weight_mb`` MB of fp32 weights: the middle of its bin."""
+    return (np.floor(np.asarray(weight_mb) / CONTEXT_BIN_MB) + 0.5) * CONTEXT_BIN_MB
 
 
 def default_estimator_dir(device: str) -> Path:
@@ -120,19 +130,44 @@ class SubgraphBatch:
     op_bytes: np.ndarray  # (ops,) bytes read and written by the op alone
 
     @classmethod
-    def of(cls, subgraphs: Sequence[Subgraph], parallelism_factor: int) -> SubgraphBatch:
+    def of(cls, subgraphs: Sequence[Subgraph], parallelism_factor: int, *, network_weight_mb=None) -> SubgraphBatch:
+        """``network_weight_mb``, when given: :meth:`with_context`."""
         if not subgraphs:
             raise EstimatorError("no subgraphs to predict")
         rows = [sg.features(parallelism_factor) for sg in subgraphs]
         work = [(i, *_op_work(op, parallelism_factor)) for i, sg in enumerate(subgraphs) for op in sg.ops]
         owner, macs, moved = (np.array(column, dtype=float) for column in zip(*work, strict=True))
-        return cls(
+        batch = cls(
             feature_names=tuple(rows[0]),
             features=np.array([list(row.values()) for row in rows], dtype=np.float64),
             kinds=np.array([sg.kind for sg in subgraphs]),
             op_owner=owner.astype(np.int64),
             op_macs_padded=macs,
             op_bytes=moved,
+        )
+        return batch if network_weight_mb is None else batch.with_context(network_weight_mb)
+
+    def with_context(self, network_weight_mb: float | np.ndarray) -> SubgraphBatch:
+        """With :data:`CONTEXT_FEATURE` added: the weight size of the network each subgraph runs in (one value for
+        all, or one per subgraph)."""
+        context = np.broadcast_to(network_context(network_weight_mb), len(self))
+        names = (*self.feature_names, CONTEXT_FEATURE)
+        return dataclasses.replace(self, feature_names=names, features=np.column_stack([self.features, context]))
+
+    def take(self, rows: np.ndarray) -> SubgraphBatch:
+        """These rows, in this order (a row may come more than once), with their ops."""
+        counts = np.bincount(self.op_owner, minlength=len(self))
+        first_op = np.cumsum(counts) - counts  # ops are stored subgraph after subgraph
+        taken = counts[rows]
+        owner = np.repeat(np.arange(len(rows)), taken)
+        ops = np.repeat(first_op[rows], taken) + np.arange(taken.sum()) - np.repeat(np.cumsum(taken) - taken, taken)
+        return SubgraphBatch(
+            feature_names=self.feature_names,
+            features=self.features[rows],
+            kinds=self.kinds[rows],
+            op_owner=owner,
+            op_macs_padded=self.op_macs_padded[ops],
+            op_bytes=self.op_bytes[ops],
         )
 
     def __len__(self) -> int:
@@ -425,13 +460,14 @@ class Prediction:
 
 @dataclass
 class _Piece:
-    """A stem, a stage or a head as the batched path caches it (by its input shape and config)."""
+    """A stem, a stage or a head as the batched path caches it (by its input shape and config), with its predicted
+    latency per network context (:func:`network_context`; ``None`` for an estimator without context)."""
 
     out_channels: int
     out_size: int
     subgraphs: list[Subgraph]
     weight_mb: float
-    latency_ms: float = float("nan")
+    latency_ms: dict[float | None, float] = field(default_factory=dict)
 
 
 class LatencyEstimator:
@@ -449,6 +485,11 @@ class LatencyEstimator:
         self._pieces: dict[tuple, _Piece] = {}
 
     @property
+    def uses_context(self) -> bool:
+        """Whether its subgraphs see the weight size of their network (trained on subgraphs timed inside networks)."""
+        return CONTEXT_FEATURE in self.model.feature_names
+
+    @property
     def device(self) -> str:
         return str(self.metadata["device"])
 
@@ -463,24 +504,31 @@ class LatencyEstimator:
         totals = NetworkTotals.of(latency.sum(), len(subgraphs), weight_mb(subgraphs))
         return Prediction(latency_ms=float(self.overhead.apply(totals)[0]), breakdown=breakdown)
 
-    def subgraph_latency_ms(self, subgraphs: Sequence[Subgraph]) -> np.ndarray:
-        """Predicted latency of each subgraph run alone, in ms."""
-        return self.model.predict_ms(SubgraphBatch.of(subgraphs, self.parallelism_factor))
+    def subgraph_latency_ms(self, subgraphs: Sequence[Subgraph], *, network_weight_mb=None) -> np.ndarray:
+        """Predicted latency of each subgraph in ms. An estimator that :attr:`uses_context` also takes the weight
+        size of the network around them (one value, or one per subgraph; default: they are one whole network)."""
+        batch = SubgraphBatch.of(subgraphs, self.parallelism_factor)
+        return self._latency_ms(batch, weight_mb(subgraphs) if network_weight_mb is None else network_weight_mb)
+
+    def _latency_ms(self, batch: SubgraphBatch, network_weight_mb: float | np.ndarray | None) -> np.ndarray:
+        return self.model.predict_ms(batch.with_context(network_weight_mb) if self.uses_context else batch)
 
     # ----- many networks ----------------------------------------------------
     def predict_many(self, archs: Sequence[ArchConfig]) -> np.ndarray:
         """Latency in ms of every architecture, batched: stems, stages and heads are
-        decomposed once per distinct (input shape, config) and cached; all new
-        subgraphs are predicted in one XGBoost call. Equals ``predict(arch).latency_ms``."""
+        decomposed once per distinct (input shape, config) and cached, with their latency per network context;
+        all new ones are predicted in one XGBoost call. Equals ``predict(arch).latency_ms``."""
         if len(self._pieces) > self.MAX_CACHED_PIECES:
             self._pieces.clear()
         with _gc_paused():  # it makes many small objects and no cycles: collections would only cost time
             networks = [self._pieces_of(arch) for arch in archs]
-            self._predict_pending()
+            weights = [sum(piece.weight_mb for piece in pieces) for pieces in networks]
+            contexts = [float(network_context(w)) if self.uses_context else None for w in weights]
+            self._predict_pending(networks, contexts)
         totals = NetworkTotals.of(
-            [sum(piece.latency_ms for piece in pieces) for pieces in networks],
+            [sum(piece.latency_ms[context] for piece in pieces) for pieces, context in zip(networks, contexts)],
             [sum(len(piece.subgraphs) for piece in pieces) for pieces in networks],
-            [sum(piece.weight_mb for piece in pieces) for pieces in networks],
+            weights,
         )
         return self.overhead.apply(totals)
 
@@ -500,14 +548,29 @@ class LatencyEstimator:
             piece = self._pieces[key] = _decompose_piece(key, arch)
         return piece
 
-    def _predict_pending(self) -> None:
-        pending = [piece for piece in self._pieces.values() if np.isnan(piece.latency_ms)]
+    def _predict_pending(self, networks: list[list[_Piece]], contexts: list[float | None]) -> None:
+        """Predict, in one call, every (piece, context) of these networks not predicted yet (the features of a piece
+        are computed once for all its contexts)."""
+        pending = {
+            (id(piece), context): (piece, context)
+            for pieces, context in zip(networks, contexts)
+            for piece in pieces
+            if context not in piece.latency_ms
+        }
         if not pending:
             return
-        latency = self.subgraph_latency_ms([sg for piece in pending for sg in piece.subgraphs])
-        starts = np.cumsum([0] + [len(piece.subgraphs) for piece in pending[:-1]])
-        for piece, total in zip(pending, np.add.reduceat(latency, starts)):
-            piece.latency_ms = float(total)
+        items = list(pending.values())
+        pieces = list({id(piece): piece for piece, _ in items}.values())
+        batch = SubgraphBatch.of([sg for piece in pieces for sg in piece.subgraphs], self.parallelism_factor)
+        first_row = dict(zip(map(id, pieces), np.cumsum([0] + [len(piece.subgraphs) for piece in pieces[:-1]])))
+        sizes = [len(piece.subgraphs) for piece, _ in items]
+        rows = np.concatenate(
+            [np.arange(first_row[id(piece)], first_row[id(piece)] + len(piece.subgraphs)) for piece, _ in items]
+        )
+        context_mb = np.repeat([context for _, context in items], sizes) if self.uses_context else None
+        latency = self._latency_ms(batch.take(rows), context_mb)
+        for (piece, context), total in zip(items, np.add.reduceat(latency, np.cumsum([0] + sizes[:-1]))):
+            piece.latency_ms[context] = float(total)
 
     # ----- files ------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -656,11 +719,15 @@ def train_estimator(
     *,
     device_metadata: dict[str, Any],
     networks: Sequence[tuple[ArchConfig, float]] = (),
+    network_weight_mb: np.ndarray | None = None,
     seed: int = 0,
 ) -> LatencyEstimator:
     """Train on measured subgraphs, then fit the overhead term on whole networks
-    ``(arch, measured_ms)``; the prior and layout are chosen on a held-out split."""
-    batch = SubgraphBatch.of(subgraphs, int(device_metadata["profile"]["parallelism_factor"]))
+    ``(arch, measured_ms)``; the prior, layout and loss are chosen on a held-out split.
+    ``network_weight_mb`` (per subgraph, for subgraphs timed inside networks: the weight size of that network)
+    makes it an estimator that :attr:`~LatencyEstimator.uses_context`."""
+    parallelism_factor = int(device_metadata["profile"]["parallelism_factor"])
+    batch = SubgraphBatch.of(subgraphs, parallelism_factor, network_weight_mb=network_weight_mb)
     latency_ms = np.asarray(latency_ms, dtype=float)
     candidates = compare_candidates(batch, latency_ms, seed=seed)
     kept = min(candidates, key=lambda name: candidates[name]["mape"])
