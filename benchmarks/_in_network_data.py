@@ -29,10 +29,12 @@ def load_in_network_data(parser: argparse.ArgumentParser, device: str) -> tuple[
     return dataset, evaluation_rows
 
 
-def built_family(dataset: MeasurementDataset) -> tuple[str, str, str]:
-    """(prior, layout, loss) of the estimator built from ``dataset`` (its metadata lies beside the measurements)."""
+def built_family(dataset: MeasurementDataset) -> tuple[str, str, str, bool]:
+    """(prior, layout, loss, whether it sees the network's weight size) of the estimator built from ``dataset`` (its
+    metadata lies beside the measurements)."""
     kept = json.loads((Path(dataset.directory) / "metadata.json").read_text())
-    return kept["prior"]["form"], kept["layout"], kept.get("loss", "squared")
+    context = regressor.CONTEXT_FEATURE in kept["feature_names"]
+    return kept["prior"]["form"], kept["layout"], kept.get("loss", "squared"), context
 
 
 def with_overhead(

@@ -28,24 +28,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import latency_estimator.regressor as regressor  # noqa: E402
 from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data, with_overhead  # noqa: E402
 from latency_estimator.evaluation import weight_size_bins  # noqa: E402
-from latency_estimator.profiling import MeasurementDataset  # noqa: E402
+from latency_estimator.profiling import MeasurementDataset, network_weights  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
 
 FOLDS = 5
-# (name, prior, layout, loss, XGBoost parameters overriding XGB_PARAMS)
+# (name, prior, layout, loss, network weight size as a feature, XGBoost parameters overriding XGB_PARAMS)
 VARIANTS = [
-    ("linear/single/squared, depth 6", "linear", "single", "squared", {}),
-    ("linear/single/absolute, depth 6", "linear", "single", "absolute", {}),
+    ("linear/single/absolute, depth 6", "linear", "single", "absolute", True, {}),
+    ("the same without the network's weight size", "linear", "single", "absolute", False, {}),
+    ("linear/single/squared, depth 6", "linear", "single", "squared", True, {}),
     (
         "linear/single/absolute, depth 4, min child weight 5",
         "linear",
         "single",
         "absolute",
+        True,
         {"max_depth": 4, "min_child_weight": 5.0},
     ),
-    ("roofline/single/absolute, depth 6", "roofline", "single", "absolute", {}),
-    ("linear/per_kind/absolute, depth 6", "linear", "per_kind", "absolute", {}),
-    ("linear prior alone (no trees)", "linear", "single", "squared", {"eta": 0.0}),
+    ("roofline/single/absolute, depth 6", "roofline", "single", "absolute", True, {}),
+    ("linear/per_kind/absolute, depth 6", "linear", "per_kind", "absolute", True, {}),
+    ("linear prior alone (no trees)", "linear", "single", "squared", False, {"eta": 0.0}),
 ]
 
 
@@ -77,6 +79,7 @@ class Data:
         self.specs = dataset.specs()
         self.batch = regressor.SubgraphBatch.of([spec.subgraph() for spec in self.specs], self.parallelism_factor)
         self.networks = dataset.networks()
+        self.context = network_weights(dataset, self.networks)
         self.fold = np.random.default_rng(0).permutation(len(self.networks)) % FOLDS
         fold_of = {arch.arch_id: fold for (arch, _), fold in zip(self.networks, self.fold)}
         self.fold_of_row = np.array([fold_of[owner] for owner in owners])
@@ -86,11 +89,15 @@ class Data:
         self.kept = (*built_family(dataset), {})  # the built estimator's
         self._trained_on_all: dict[tuple, regressor.LatencyEstimator] = {}
 
+    def features(self, context: bool) -> regressor.SubgraphBatch:
+        return self.batch.with_context(self.context) if context else self.batch
+
     def estimator(self, rows: np.ndarray, networks: list, variant: tuple):
-        """Subgraph model of ``variant`` (prior, layout, loss, parameters) on ``rows``; overhead on ``networks``."""
-        prior, layout, loss, params = variant
+        """Subgraph model of ``variant`` (prior, layout, loss, context, parameters) on ``rows``; overhead on
+        ``networks``."""
+        prior, layout, loss, context, params = variant
         model = regressor.fit_subgraph_model(
-            self.batch, self.latency, prior=prior, layout=layout, loss=loss, rows=rows, params=params
+            self.features(context), self.latency, prior=prior, layout=layout, loss=loss, rows=rows, params=params
         )
         return with_overhead(model, networks, self.parallelism_factor)
 
@@ -130,13 +137,14 @@ class Data:
         """Per kind: (kind, rows, held-out row MAPE, mean share of a network, mean |error| it adds to a network,
         median |deviation| of a configuration's time in one network (the median of its repeats there) from its
         median over the networks it was timed in)."""
-        prior, layout, loss, _ = self.kept
-        predicted = np.empty(len(self.batch))
+        prior, layout, loss, context, _ = self.kept
+        batch = self.features(context)
+        predicted = np.empty(len(batch))
         for fold in range(FOLDS):
             model = regressor.fit_subgraph_model(
-                self.batch, self.latency, prior=prior, layout=layout, loss=loss, rows=self.fold_of_row != fold
+                batch, self.latency, prior=prior, layout=layout, loss=loss, rows=self.fold_of_row != fold
             )
-            predicted[self.fold_of_row == fold] = model.predict_ms(self.batch)[self.fold_of_row == fold]
+            predicted[self.fold_of_row == fold] = model.predict_ms(batch)[self.fold_of_row == fold]
         totals = {arch.arch_id: ms for arch, ms in self.networks}
         rows = []
         for kind in np.unique(self.batch.kinds):
@@ -153,6 +161,11 @@ class Data:
             deviation = float(np.median(np.abs(np.concatenate(repeated)))) if repeated else float("nan")
             rows.append((str(kind), int(mask.sum()), mape, float(np.mean(share)), float(np.mean(error)), deviation))
         return rows
+
+
+def family(variant: tuple) -> str:
+    prior, layout, loss, context, _ = variant
+    return f"{prior}/{layout}/{loss}" + (", with the network's weight size" if context else "")
 
 
 def _within(error: np.ndarray) -> float:
@@ -178,17 +191,17 @@ def report(device: str, data: Data, rows: list, kinds: list, by_weight: list, in
         "|---|---|---|---|---|",
         *(f"| {name} | {a:.1%} | {b:.1%} | {c:.1%} | {d:.1%} |" for name, a, b, c, d in rows),
         "",
-        f"For comparison, the built estimator's family ({'/'.join(data.kept[:3])}) trained on every network predicts "
+        f"For comparison, the built estimator's family ({family(data.kept)}) trained on every network predicts "
         f"those same networks within ±10 % for {in_sample[0]:.1%} of them (RMSPE {in_sample[1]:.1%}): the gap to the "
         "held-out figure is how much worse it does on networks it has not seen.",
         "",
-        f"## Held-out networks by weight size ({'/'.join(data.kept[:3])})",
+        f"## Held-out networks by weight size ({family(data.kept)})",
         "",
         "| fp32 weights | networks | within ±10 % | RMSPE |",
         "|---|---|---|---|",
         *(f"| {label} | {n} | {within:.1%} | {rmspe:.1%} |" for label, n, within, rmspe in by_weight),
         "",
-        f"## Per subgraph kind ({'/'.join(data.kept[:3])}, the built estimator's family, held out by network)",
+        f"## Per subgraph kind ({family(data.kept)}, the built estimator's family, held out by network)",
         "",
         "| kind | rows | held-out MAPE of the rows | mean share of a network | mean error it adds to a network "
         "| same configuration in different networks: median deviation |",

@@ -16,6 +16,10 @@ subgraphs' predicted latencies, corrected by a per-network overhead term:
   (``per_kind``); trained on squared or absolute error of that log (loss
   ``squared`` or ``absolute``: measured timings have heavy tails, and the
   absolute error follows the typical measurement rather than the outliers).
+  Subgraphs timed inside whole networks (cpu-ort) also see the fp32 weight
+  size of their network, in 4 MB bins (:data:`CONTEXT_FEATURE`): on a CPU a
+  layer's weights come from the caches or from memory depending on the whole
+  network's weights, and the same subgraph then runs at two speeds.
 * **choice** — every (prior, layout, loss) triple is trained on the same split
   and scored on the held-out 20 %; the best by held-out MAPE is refitted on
   all rows. The comparison is kept in ``metadata.json`` (``training.candidates``).

@@ -6,6 +6,7 @@ ONNX Runtime sample on this CPU.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -16,18 +17,29 @@ from latency_estimator.devices.cpu_ort import _owner
 from latency_estimator.errors import EstimatorError
 from latency_estimator.evaluation import accuracy_metrics, evaluate_estimator, plot_scatter
 from latency_estimator.profiling import (
+    HEAVY_EVERY,
+    HEAVY_MB,
     MeasurementDataset,
     SubgraphSampler,
     SubgraphSpec,
+    _network_stream,
     build_estimator,
     coverage_for,
+    heavy_network,
     profile_device,
     reference_networks,
     shipped_spaces_for,
     synthetic_network,
 )
-from latency_estimator.regressor import LOSSES, LatencyEstimator, SubgraphBatch, fit_subgraph_model, load_estimator
-from latency_estimator.subgraph import decompose_arch
+from latency_estimator.regressor import (
+    LOSSES,
+    LatencyEstimator,
+    SubgraphBatch,
+    fit_subgraph_model,
+    load_estimator,
+    train_estimator,
+)
+from latency_estimator.subgraph import decompose_arch, weight_mb
 from nas.cli.main import main
 from search_spaces import ArchConfig, baseline_arch, count_arch, plan_network
 from tests.tiny_arch import TINY
@@ -83,6 +95,7 @@ def test_batched_predict_equals_per_arch_predict(sim_estimator):
 def test_cpu_ort_tiny_profile_train_predict(tmp_path):
     device = _cpu_ort()
     estimator = build_estimator(device, samples=40, networks=3, directory=tmp_path)
+    assert estimator.uses_context  # its subgraphs were timed inside networks
     arch = baseline_arch()
     prediction = estimator.predict(arch)
     measured = device.measure_network(arch).latency_ms
@@ -177,6 +190,62 @@ def test_sampler_covers_every_kind_and_resolution_of_the_spaces():
 
 
 # ----- files and errors ---------------------------------------------------------------------------------------------
+# ----- the network's weight size as context -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def context_estimator():
+    """Trained on the subgraphs of 60 sampled networks, as if timed inside them: in a network of over 8 MB of weights
+    every subgraph takes 1.5x its simulated latency (as on a CPU whose caches no longer hold the weights)."""
+    device = get_device(SIM)
+    subgraphs, latency, context = [], [], []
+    for arch in sampled_archs(60, seed=11):
+        parts = decompose_arch(arch)
+        slow = 1.5 if weight_mb(parts) > 8 else 1.0
+        subgraphs += parts
+        latency += [device.measure_subgraph(part).latency_ms * slow for part in parts]
+        context += [weight_mb(parts)] * len(parts)
+    metadata = {"device": SIM, "profile": device.profile.to_dict()}
+    return train_estimator(subgraphs, np.array(latency), device_metadata=metadata, network_weight_mb=np.array(context))
+
+
+def test_subgraphs_timed_inside_networks_see_the_networks_weight_size(context_estimator, sim_estimator):
+    assert context_estimator.uses_context and not sim_estimator.uses_context  # sim-npu times subgraphs alone
+    parts = decompose_arch(baseline_arch(parallelism_factor=16))
+    heavy = context_estimator.subgraph_latency_ms(parts, network_weight_mb=12.0)
+    light = context_estimator.subgraph_latency_ms(parts, network_weight_mb=2.0)
+    assert np.median(heavy / light) == pytest.approx(1.5, rel=0.1)
+
+
+def test_batched_predict_with_context_equals_per_arch_predict(context_estimator, tmp_path):
+    archs = sampled_archs(40, seed=5) + list(reference_networks().values())
+    assert len({weight_mb(decompose_arch(arch)) // 4 for arch in archs}) >= 3  # several weight bins
+    batched = context_estimator.predict_many(archs)
+    single = np.array([context_estimator.predict(arch).latency_ms for arch in archs])
+    np.testing.assert_allclose(batched, single, rtol=1e-9)
+    np.testing.assert_allclose(context_estimator.predict_many(archs[::-1]), batched[::-1], rtol=1e-9)
+    context_estimator.save(tmp_path)
+    loaded = load_estimator(SIM, path=tmp_path)
+    assert loaded.uses_context
+    np.testing.assert_array_equal(loaded.predict_many(archs), batched)
+
+
+def test_taking_rows_of_a_batch_equals_the_batch_of_those_subgraphs():
+    subgraphs = decompose_arch(baseline_arch(parallelism_factor=16))
+    rows = np.array([3, 0, 3, len(subgraphs) - 1])
+    taken = SubgraphBatch.of(subgraphs, 16).take(rows)
+    built = SubgraphBatch.of([subgraphs[row] for row in rows], 16)
+    for name in ("features", "kinds", "op_owner", "op_macs_padded", "op_bytes"):
+        np.testing.assert_array_equal(getattr(taken, name), getattr(built, name))
+
+
+def test_every_sixth_network_profiled_inside_networks_is_a_heavy_one():
+    stream = list(itertools.islice(_network_stream(8, coverage_for(8), seed=0), 4 * HEAVY_EVERY))
+    weights = [weight_mb(decompose_arch(arch)) for arch in stream]
+    assert all(weight > HEAVY_MB for weight in weights[::HEAVY_EVERY])
+    assert sum(weight > HEAVY_MB for weight in weights) < len(weights) / 2
+    spaces = [space for space in shipped_spaces_for(8) if space.name == "channels"]  # never over 9 MB
+    assert weight_mb(decompose_arch(heavy_network(spaces, np.random.default_rng(0)))) < HEAVY_MB  # the heaviest
+
+
 def test_save_load_round_trip(sim_estimator, tmp_path):
     sim_estimator.save(tmp_path)
     loaded = load_estimator(SIM, path=tmp_path)
