@@ -527,7 +527,7 @@ class LatencyEstimator:
         with _gc_paused():  # it makes many small objects and no cycles: collections would only cost time
             networks = [self._pieces_of(arch) for arch in archs]
             weights = [sum(piece.weight_mb for piece in pieces) for pieces in networks]
-            contexts = [float(network_context(w)) if self.uses_context else None for w in weights]
+            contexts = network_context(np.array(weights)).tolist() if self.uses_context else [None] * len(archs)
             self._predict_pending(networks, contexts)
         totals = NetworkTotals.of(
             [sum(piece.latency_ms[context] for piece in pieces) for pieces, context in zip(networks, contexts)],
