@@ -88,6 +88,7 @@ class Data:
         self.eval_ms = np.array([float(row["measured_ms"]) for row in evaluation_rows])
         self.kept = (*built_family(dataset), {})  # the built estimator's
         self._trained_on_all: dict[tuple, regressor.LatencyEstimator] = {}
+        self._held_out: dict[tuple, np.ndarray] = {}
 
     def features(self, context: bool) -> regressor.SubgraphBatch:
         return self.batch.with_context(self.context) if context else self.batch
@@ -103,8 +104,7 @@ class Data:
 
     def trained_on_all(self, variant: tuple) -> regressor.LatencyEstimator:
         """The variant trained on every network (once per variant)."""
-        *names, params = variant
-        key = (*names, tuple(sorted(params.items())))
+        key = _key(variant)
         if key not in self._trained_on_all:
             self._trained_on_all[key] = self.estimator(np.ones(len(self.batch), bool), self.networks, variant)
         return self._trained_on_all[key]
@@ -117,15 +117,19 @@ class Data:
         return _within(error), _rmspe(error)
 
     def held_out_errors(self, variant: tuple) -> np.ndarray:
-        """Relative error of every profiled network, predicted by the variant trained on the other folds."""
-        measured = np.array([ms for _, ms in self.networks])
-        predicted = np.empty(len(self.networks))
-        for fold in range(FOLDS):
-            train = [network for network, f in zip(self.networks, self.fold) if f != fold]
-            test = [arch for (arch, _), f in zip(self.networks, self.fold) if f == fold]
-            estimator = self.estimator(self.fold_of_row != fold, train, variant)
-            predicted[self.fold == fold] = estimator.predict_many(test)
-        return predicted / measured - 1
+        """Relative error of every profiled network, predicted by the variant trained on the other folds (once per
+        variant)."""
+        key = _key(variant)
+        if key not in self._held_out:
+            measured = np.array([ms for _, ms in self.networks])
+            predicted = np.empty(len(self.networks))
+            for fold in range(FOLDS):
+                train = [network for network, f in zip(self.networks, self.fold) if f != fold]
+                test = [arch for (arch, _), f in zip(self.networks, self.fold) if f == fold]
+                estimator = self.estimator(self.fold_of_row != fold, train, variant)
+                predicted[self.fold == fold] = estimator.predict_many(test)
+            self._held_out[key] = predicted / measured - 1
+        return self._held_out[key]
 
     def score(self, variant: tuple) -> tuple[float, float, float, float]:
         """(within ±10 %, RMSPE) on the held-out networks, then on the evaluation networks."""
@@ -161,6 +165,11 @@ class Data:
             deviation = float(np.median(np.abs(np.concatenate(repeated)))) if repeated else float("nan")
             rows.append((str(kind), int(mask.sum()), mape, float(np.mean(share)), float(np.mean(error)), deviation))
         return rows
+
+
+def _key(variant: tuple) -> tuple:
+    *names, params = variant
+    return (*names, tuple(sorted(params.items())))
 
 
 def family(variant: tuple) -> str:

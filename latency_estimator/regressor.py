@@ -134,14 +134,13 @@ class SubgraphBatch:
     op_bytes: np.ndarray  # (ops,) bytes read and written by the op alone
 
     @classmethod
-    def of(cls, subgraphs: Sequence[Subgraph], parallelism_factor: int, *, network_weight_mb=None) -> SubgraphBatch:
-        """``network_weight_mb``, when given: :meth:`with_context`."""
+    def of(cls, subgraphs: Sequence[Subgraph], parallelism_factor: int) -> SubgraphBatch:
         if not subgraphs:
             raise EstimatorError("no subgraphs to predict")
         rows = [sg.features(parallelism_factor) for sg in subgraphs]
         work = [(i, *_op_work(op, parallelism_factor)) for i, sg in enumerate(subgraphs) for op in sg.ops]
         owner, macs, moved = (np.array(column, dtype=float) for column in zip(*work, strict=True))
-        batch = cls(
+        return cls(
             feature_names=tuple(rows[0]),
             features=np.array([list(row.values()) for row in rows], dtype=np.float64),
             kinds=np.array([sg.kind for sg in subgraphs]),
@@ -149,7 +148,6 @@ class SubgraphBatch:
             op_macs_padded=macs,
             op_bytes=moved,
         )
-        return batch if network_weight_mb is None else batch.with_context(network_weight_mb)
 
     def with_context(self, network_weight_mb: float | np.ndarray) -> SubgraphBatch:
         """With :data:`CONTEXT_FEATURE` added: the weight size of the network each subgraph runs in (one value for
@@ -731,7 +729,9 @@ def train_estimator(
     ``network_weight_mb`` (per subgraph, for subgraphs timed inside networks: the weight size of that network)
     makes it an estimator that :attr:`~LatencyEstimator.uses_context`."""
     parallelism_factor = int(device_metadata["profile"]["parallelism_factor"])
-    batch = SubgraphBatch.of(subgraphs, parallelism_factor, network_weight_mb=network_weight_mb)
+    batch = SubgraphBatch.of(subgraphs, parallelism_factor)
+    if network_weight_mb is not None:
+        batch = batch.with_context(network_weight_mb)
     latency_ms = np.asarray(latency_ms, dtype=float)
     candidates = compare_candidates(batch, latency_ms, seed=seed)
     kept = min(candidates, key=lambda name: candidates[name]["mape"])
