@@ -23,23 +23,15 @@ import numpy as np
 import torch
 
 from nas.datasets import DatasetError
+from search_spaces.box_coding import Detections
 
-__all__ = ["ConfusionMatrix", "DetectionScores", "Detections", "SegmentationScores", "detection_map"]
+__all__ = ["ConfusionMatrix", "DetectionScores", "SegmentationScores", "detection_map"]
 
 
 @dataclass(frozen=True)
 class DetectionScores:
     map: float  # COCO mAP@[.5:.95], in [0, 1]
     map50: float  # mAP@0.5
-
-
-@dataclass(frozen=True)
-class Detections:
-    """What a detector found in one image."""
-
-    boxes: np.ndarray | torch.Tensor  # K x 4 (x1, y1, x2, y2)
-    scores: np.ndarray | torch.Tensor  # K
-    labels: np.ndarray | torch.Tensor  # K ints
 
 
 def detection_map(

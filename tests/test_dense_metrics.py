@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nas.datasets import DatasetError
-from nas.dense_metrics import ConfusionMatrix, Detections, detection_map
+from nas.dense_metrics import ConfusionMatrix, detection_map
+from search_spaces.box_coding import Detections
 
 TARGETS = [
     (np.array([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 100.0]]), np.array([0, 1])),
