@@ -44,7 +44,7 @@ from nas.training import (
     resolve_device,
     torch_threads,
 )
-from search_spaces.box_coding import DecodeSettings, decode, encode_targets
+from search_spaces.box_coding import DEFAULT_DECODE, DecodeSettings, decode, encode_targets
 
 __all__ = ["DenseScores", "evaluate_dense", "output_stride", "train_dense_model"]
 
@@ -91,7 +91,8 @@ def train_dense_model(
         history = loop.run(on_epoch, progress)
         test = evaluate_dense(model, dataset.test, task=task, num_classes=num_classes)
     seconds = time.perf_counter() - start
-    logger.info("trained %d steps in %.1f s: val %.4f, test %.4f", loop.step, seconds, history[-1].val_accuracy, test.score)
+    val = history[-1].val_accuracy
+    logger.info("trained %d steps in %.1f s: val %.4f, test %.4f", loop.step, seconds, val, test.score)
     return TrainResult(
         val_accuracy=history[-1].val_accuracy,
         test_accuracy=test.score,
@@ -197,7 +198,7 @@ def evaluate_dense(
     task: str,
     num_classes: int,
     batch_size: int = 64,
-    decode_settings: DecodeSettings = DecodeSettings(),
+    decode_settings: DecodeSettings = DEFAULT_DECODE,
 ) -> DenseScores:
     """mAP (detection) or mIoU (segmentation) of ``model`` on ``split``; its train/eval mode is restored."""
     if len(split) == 0:

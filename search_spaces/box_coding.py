@@ -29,7 +29,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DecodeSettings", "DetectionTargets", "Detections", "box_iou", "decode", "encode_targets", "nms"]
+__all__ = [
+    "DEFAULT_DECODE",
+    "DecodeSettings",
+    "DetectionTargets",
+    "Detections",
+    "box_iou",
+    "decode",
+    "encode_targets",
+    "nms",
+]
 
 # TTFNet's Gaussian size factor: 0.54 keeps the peak sharp enough to tell neighbouring objects apart.
 GAUSSIAN_ALPHA = 0.54
@@ -52,6 +61,9 @@ class DecodeSettings:
             raise ValueError(f"`max_detections >= 1` must hold, but got {self.max_detections=}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ValueError(f"`0 < nms_iou <= 1` must hold, but got {self.nms_iou=}")
+
+
+DEFAULT_DECODE = DecodeSettings()
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,7 +151,7 @@ def decode(
     *,
     stride: int,
     image_size: tuple[int, int],
-    settings: DecodeSettings = DecodeSettings(),
+    settings: DecodeSettings = DEFAULT_DECODE,
 ) -> list[Detections]:
     """Raw head outputs of a batch -> detections per image (boxes clipped to ``image_size`` = (H, W))."""
     n, k, h, w = heatmap.shape
