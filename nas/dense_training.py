@@ -44,9 +44,18 @@ from nas.training import (
     resolve_device,
     torch_threads,
 )
+from search_spaces.arch import ArchConfig
 from search_spaces.box_coding import DEFAULT_DECODE, DecodeSettings, decode, encode_targets
+from search_spaces.builder import build_model
 
-__all__ = ["DenseScores", "evaluate_dense", "output_stride", "train_dense_model"]
+__all__ = [
+    "DenseScores",
+    "check_dense_compatible",
+    "evaluate_dense",
+    "output_stride",
+    "train_dense_arch",
+    "train_dense_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,39 @@ def output_stride(resolution: int, grid: tuple[int, int]) -> int:
     if h != w or resolution % h:
         raise TrainingError(f"detection head grid {h}x{w} does not divide the {resolution}x{resolution} input")
     return resolution // h
+
+
+def check_dense_compatible(arch: ArchConfig, dataset: DenseDataset) -> None:
+    """Raise a TrainingError naming every field where a dense ``arch`` and ``dataset`` disagree."""
+    if arch.task not in dataset.tasks:
+        raise TrainingError(
+            f"a {arch.task} architecture needs {arch.task} labels, but dataset {dataset.name!r} serves "
+            f"{', '.join(dataset.tasks)}"
+        )
+    pairs = {
+        "input channels": (arch.input_channels, dataset.channels),
+        "resolution": (arch.resolution, dataset.resolution),
+        "classes": (arch.head.num_classes, dataset.num_classes(arch.task)),
+    }
+    problems = [f"{what}: arch {a} vs dataset {d}" for what, (a, d) in pairs.items() if a != d]
+    if problems:
+        raise TrainingError(f"architecture does not fit dataset {dataset.name!r}: {'; '.join(problems)}")
+
+
+def train_dense_arch(
+    arch: ArchConfig,
+    dataset: DenseDataset,
+    *,
+    config: TrainConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+) -> tuple[nn.Module, TrainResult]:
+    """Build the dense ``arch`` (weights seeded by ``config.seed``) and train it on ``dataset`` for its task."""
+    check_dense_compatible(arch, dataset)
+    torch.manual_seed(config.seed)
+    model = build_model(arch)
+    result = train_dense_model(model, dataset, task=arch.task, config=config, on_epoch=on_epoch, progress=progress)
+    return model, result
 
 
 def train_dense_model(
@@ -176,7 +218,6 @@ def check_outputs(outputs, task: str, num_classes: int, input_shape: tuple[int, 
     if task == "segmentation":
         expected = f"(N, {num_classes}, {height}, {width}) logits"
         ok = isinstance(outputs, torch.Tensor) and tuple(outputs.shape) == (n, num_classes, height, width)
-        shapes = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
     else:
         expected = f"(heatmap (N, {num_classes}, h, w), box (N, 4, h, w))"
         ok = (
@@ -186,9 +227,16 @@ def check_outputs(outputs, task: str, num_classes: int, input_shape: tuple[int, 
             and tuple(outputs[0].shape[:2]) == (n, num_classes)
             and tuple(outputs[1].shape) == (n, 4, *outputs[0].shape[2:])
         )
-        shapes = tuple(tuple(o.shape) for o in outputs) if isinstance(outputs, tuple) else type(outputs).__name__
     if not ok:
-        raise TrainingError(f"model returns {shapes}, expected {expected} for {task} on dataset {dataset!r}")
+        raise TrainingError(f"model returns {_shapes(outputs)}, expected {expected} for {task} on dataset {dataset!r}")
+
+
+def _shapes(outputs) -> str:
+    if isinstance(outputs, torch.Tensor):
+        return str(tuple(outputs.shape))
+    if isinstance(outputs, tuple | list):
+        return "(" + ", ".join(_shapes(o) for o in outputs) + ")"
+    return type(outputs).__name__
 
 
 def evaluate_dense(

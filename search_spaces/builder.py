@@ -23,6 +23,8 @@ from search_spaces.plan import BlockPlan, OpSpec, block_sources, network_outputs
 __all__ = ["DenseNetwork", "Network", "build_block", "build_model"]
 
 _ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hardswish": nn.Hardswish}
+# Initial heatmap bias: sigmoid(-2.19) = 0.1, CenterNet's prior; a 0.5 start floods the focal loss with negatives.
+HEATMAP_PRIOR_BIAS = -2.19
 
 
 class ConvBNAct(nn.Sequential):
@@ -89,6 +91,9 @@ class DenseNetwork(nn.Module):
         self.arch = arch
         plan = plan_network(arch)
         self.blocks = nn.ModuleList(build_block(b, arch.activation) for b in plan)
+        for block, module in zip(plan, self.blocks):
+            if block.name == "head.heatmap":
+                nn.init.constant_(module.ops[0][0].bias, HEATMAP_PRIOR_BIAS)
         self.sources = block_sources(plan)
         self.outputs = network_outputs(plan)
         # When each block's output may be dropped: after the last block that reads it (outputs never).
