@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces.errors import SearchSpaceError
+from search_spaces.errors import SearchSpaceError, one_line
 
 __all__ = [
     "BLOCK_TYPES",
@@ -134,13 +134,9 @@ class ArchConfig:
         try:
             data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise SearchSpaceError(f"{path}: not valid YAML/JSON ({_one_line(exc)})") from None
+            raise SearchSpaceError(f"{path}: not valid YAML/JSON ({one_line(exc)})") from None
         return cls.from_dict(data, source=str(path))
 
 
 def _short_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())

@@ -12,7 +12,7 @@ import yaml
 
 from search_spaces._reader import Node, check_strides
 from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES
-from search_spaces.errors import SearchSpaceError
+from search_spaces.errors import SearchSpaceError, one_line
 from search_spaces.heads import HEAD_TYPES
 from search_spaces.space import HeadSpace, SearchSpace, StageSpace, StemSpace
 
@@ -32,7 +32,7 @@ def load_space(path: str | Path, *, parallelism_factor: int | None = None) -> Se
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise SearchSpaceError(f"{path}: not valid YAML ({one_line(exc)})") from None
     return parse_space(data, source=str(path), parallelism_factor=parallelism_factor)
 
 
