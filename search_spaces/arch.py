@@ -38,12 +38,12 @@ BLOCK_TYPES = {"ibn": "ibn", "fused_ibn": "fibn", "conv": "conv"}
 ACTIVATIONS = ("relu6", "relu", "hardswish")
 
 
-def expanded_channels(in_channels: int, expansion: float, divisor: int) -> int:
+def expanded_channels(in_channels: int, expansion: float, channel_divisor: int) -> int:
     """Hidden width of an (fused) IBN: ``in_channels * expansion`` rounded up
-    to a multiple of ``divisor`` (the parallelism factor when the space aligns
-    channels, else 1) so that no lane of the accelerator is wasted."""
+    to a multiple of ``channel_divisor`` (the parallelism factor when the space
+    aligns channels, else 1) so that no lane of the accelerator is wasted."""
     hidden = max(1, round(in_channels * expansion))
-    return -(-hidden // divisor) * divisor
+    return -(-hidden // channel_divisor) * channel_divisor
 
 
 @dataclass(frozen=True)
