@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nas.search.results import ParetoPoint, TrialRow
+from nas.search.records import ParetoPoint, TrialRow
 from nas.search.settings import SearchSettings
 
 __all__ = ["plot_pareto"]
