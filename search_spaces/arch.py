@@ -32,7 +32,8 @@ from search_spaces._arch_parts import (
     expanded_channels,
 )
 from search_spaces._arch_reader import read_arch_fields
-from search_spaces.errors import SearchSpaceError, one_line
+from search_spaces.documents import read_document
+from search_spaces.errors import SearchSpaceError
 
 __all__ = [
     "BLOCK_TYPES",
@@ -96,10 +97,5 @@ class ArchConfig:
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
-        if not path.is_file():
-            raise SearchSpaceError(f"{path}: no such architecture file")
-        try:
-            data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise SearchSpaceError(f"{path}: not valid YAML/JSON ({one_line(exc)})") from None
+        data = read_document(path, error=SearchSpaceError, missing=f"{path}: no such architecture file")
         return cls.from_dict(data, source=str(path))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from search_spaces._reader import Node, check_strides
 from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES
-from search_spaces.errors import SearchSpaceError, one_line
+from search_spaces.documents import read_document
+from search_spaces.errors import SearchSpaceError
 from search_spaces.heads import HEAD_TYPES
 from search_spaces.space import HeadSpace, SearchSpace, StageSpace, StemSpace
 
@@ -27,12 +26,7 @@ MAX_CHANNELS = 4096
 def load_space(path: str | Path, *, parallelism_factor: int | None = None) -> SearchSpace:
     """Load and validate a space; ``parallelism_factor`` overrides the file's P."""
     path = Path(path)
-    if not path.is_file():
-        raise SearchSpaceError(f"{path}: no such search-space file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML ({one_line(exc)})") from None
+    data = read_document(path, error=SearchSpaceError, missing=f"{path}: no such search-space file")
     return parse_space(data, source=str(path), parallelism_factor=parallelism_factor)
 
 
