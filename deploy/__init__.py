@@ -3,6 +3,13 @@ cross-compilation, RPC boards, artifact folders, and timing compiled models.
 
 Imports only ``search_spaces`` (DESIGN.md). TVM is imported lazily, inside
 the functions that need it, so that importing this package stays cheap.
+
+The rooms, leaves first: ``errors``; ``session`` (input/output names, the ONNX
+Runtime session), ``latency`` (timing statistics), ``threads`` (TVM's thread
+pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``artifact``;
+the TVM backend ``lowering`` -> ``tuning`` -> ``compile`` (also used by the
+latency estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
+``runtime``; and ``pipeline`` (:func:`deploy_model`) on top.
 """
 
 from __future__ import annotations
