@@ -31,6 +31,7 @@ import yaml
 from latency_estimator.errors import DeviceError
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
+from search_spaces.errors import one_line
 
 __all__ = ["Device", "DeviceProfile", "Measurement", "NetworkProfile", "PassPlan", "parse_settings"]
 
@@ -93,7 +94,7 @@ class DeviceProfile:
         try:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise DeviceError(f"{path}: cannot read device profile ({' '.join(str(exc).split())})") from None
+            raise DeviceError(f"{path}: cannot read device profile ({one_line(exc)})") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod

@@ -28,8 +28,8 @@ from deploy import (
     load_weights,
 )
 from nas.cli.common import format_table, human_bytes
-from nas.cli.train import add_dataset_arguments
-from nas.datasets import Dataset, load_dataset
+from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
+from nas.datasets import Dataset
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
 from search_spaces import ArchConfig
 from search_spaces.errors import EdgeNasError
@@ -97,10 +97,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     )
     if settings.rpc_tracker is not None:  # an unreachable board fails before training
         check_board(settings.rpc_tracker, settings.rpc_key)
-    arch = ArchConfig.load(args.arch)
-    dataset = load_dataset(
-        args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
-    )
+    arch, dataset = load_arch_and_dataset(args)
     check_compatible(arch, dataset)
     model, accuracy = _trained_model(arch, dataset, args)
     out = args.out or Path("dist") / f"{arch.arch_id}-{args.target}"

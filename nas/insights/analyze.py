@@ -207,15 +207,15 @@ def _importance_section(insights: Insights) -> list[str]:
 
 
 def _stage_section(insights: Insights) -> list[str]:
-    p = insights.record.parallelism_factor
+    parallelism_factor = insights.record.parallelism_factor
     lines = [
         "## Pareto architectures, per stage",
         "",
         "Fused vs IBN: the stage's estimated latency with fused IBN relative to IBN, all else equal "
         "(median over the Pareto architectures). Mean objective: complete trials with the stage fused / IBN.",
         "",
-        f"| stage | output | fused IBN | verdict | channels | kernel | aligned to P={p} | fused vs IBN latency "
-        "| mean objective fused / IBN |",
+        f"| stage | output | fused IBN | verdict | channels | kernel | aligned to P={parallelism_factor} "
+        "| fused vs IBN latency | mean objective fused / IBN |",
         "|---:|---:|---:|---|---|---|---:|---:|---:|",
     ]
     for s in insights.stages:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from nas.search.budgets import SearchError
 from nas.search.resume import retry_interrupted
 from nas.search.settings import SearchSettings
+from search_spaces.errors import one_line
 
 __all__ = [
     "SETTINGS_ATTR",
@@ -71,7 +72,7 @@ def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[B
     try:
         storage = _open_rdb(url, **(beat if heartbeat else {}))
     except STORAGE_ERRORS + (SQLAlchemyError,) as exc:
-        raise SearchError(f"cannot open storage {url!r}: {_one_line(exc)}") from None
+        raise SearchError(f"cannot open storage {url!r}: {one_line(exc)}") from None
     return storage, url
 
 
@@ -101,7 +102,7 @@ def _journal_storage(path: Path) -> JournalStorage:
     try:
         return JournalStorage(JournalFileBackend(str(path)))
     except STORAGE_ERRORS as exc:
-        raise SearchError(f"cannot open journal storage {path}: {_one_line(exc)}") from None
+        raise SearchError(f"cannot open journal storage {path}: {one_line(exc)}") from None
 
 
 def metric_names(settings: SearchSettings) -> list[str]:
@@ -195,7 +196,3 @@ def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=first - 1)
     return optuna.pruners.NopPruner()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
