@@ -65,9 +65,10 @@ def shipped_space_path(name: str) -> Path:
     return SPACES_DIR / f"{name}.yaml"
 
 
-def baseline_arch(*, parallelism_factor: int | None = None) -> ArchConfig:
-    """The one architecture of ``baseline.yaml``: the reference of every search."""
-    space = load_space(shipped_space_path("baseline"), parallelism_factor=parallelism_factor)
+def baseline_arch(*, parallelism_factor: int | None = None, task: str = "classification") -> ArchConfig:
+    """The one architecture of ``baseline.yaml`` (``<task>_baseline.yaml`` for a dense task): the reference."""
+    name = "baseline" if task == "classification" else f"{task}_baseline"
+    space = load_space(shipped_space_path(name), parallelism_factor=parallelism_factor)
     if space.size() != 1:
         raise SearchSpaceError(f"{space.source}: the baseline space must have exactly one point, has {space.size()}")
     return space.resolve({name: choices[0] for name, choices in space.parameters().items()})
