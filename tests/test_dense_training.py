@@ -91,3 +91,16 @@ def test_model_with_the_wrong_outputs_is_named(scenes: DenseDataset) -> None:
         train_dense_model(WrongOutputs(), scenes, task="detection", config=FAST)
     with pytest.raises(TrainingError, match=r"expected \(N, 11, 64, 64\) logits for segmentation"):
         train_dense_model(WrongOutputs(), scenes, task="segmentation", config=FAST)
+
+
+def test_edgenas_train_trains_a_dense_architecture(tmp_path, capsys) -> None:
+    from nas.cli.main import main
+
+    path = arch_for("segmentation").save(tmp_path / "seg.yaml")
+    weights = tmp_path / "seg.pt"
+    args = ["train", "--arch", str(path), "--dataset", "digit-scenes", "--train-limit", "32", "--epochs", "1"]
+    assert main([*args, "--batch-size", "16", "--device", "cpu", "--save", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert "digit-scenes: 1x64x64, detection+segmentation" in out and "test mIoU" in out and weights.is_file()
+    assert main(["train", "--arch", str(path), "--dataset", "digits"]) == 2
+    assert "unknown dense dataset 'digits'" in capsys.readouterr().err
