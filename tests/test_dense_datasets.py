@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nas.datasets import DENSE_DATASETS, DatasetError, load_dataset
-from nas.dense_datasets import IGNORE_INDEX, DenseBatch, load_dense_dataset
+from nas.dense_datasets import _LOADERS, IGNORE_INDEX, DenseBatch, load_dense_dataset
 from nas.dense_sources import digit_scene_sources, fashion_scene_sources
 from nas.scenes import ITEM_THRESHOLD, SCENE_CANVAS
 
@@ -81,7 +81,7 @@ def test_scene_dataset_batches_at_the_network_resolution():
 
 
 def test_dense_names_are_refused_by_the_classification_loader():
-    assert set(DENSE_DATASETS) == {"digit-scenes", "fashion-scenes", "coco", "masks"}
+    assert DENSE_DATASETS == tuple(_LOADERS) == ("digit-scenes", "fashion-scenes", "coco", "masks")
     with pytest.raises(DatasetError, match="nas.dense_datasets"):
         load_dataset("digit-scenes", resolution=32)
     with pytest.raises(DatasetError, match="known dense datasets"):
