@@ -71,3 +71,15 @@ def test_losses_are_lower_for_the_perfect_outputs(scene_batch):
     masks = scene_batch.masks
     logits = torch.nn.functional.one_hot(masks, 11).permute(0, 3, 1, 2).float() * 20
     assert segmentation_loss(logits, masks) < 1e-6 < segmentation_loss(torch.zeros_like(logits), masks)
+
+
+def test_segmentation_loss_weighs_every_present_class_equally():
+    masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    masks[0, 0, 0] = 1  # one pixel of class 1, fifteen of background
+    masks[0, 3, 3] = 255  # ignored
+    logits = torch.zeros(1, 3, 4, 4)
+    logits[0, 0] = 5.0  # confident background everywhere: right on 14 pixels, wrong on the class-1 pixel
+    per_pixel = torch.nn.functional.cross_entropy(logits, masks, ignore_index=255, reduction="none")[0]
+    expected = (per_pixel[masks[0] == 0].mean() + per_pixel[0, 0]) / 2
+    assert segmentation_loss(logits, masks) == pytest.approx(float(expected))
+    assert segmentation_loss(logits, torch.full_like(masks, 255)) == 0.0
