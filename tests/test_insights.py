@@ -64,7 +64,7 @@ def small_study(results: Path, *, study: str, trials: int, space: str = COMBINED
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory):
     """A results folder holding study ``small`` (24 trials); a real small estimator serves latency."""
-    from latency_estimator.profiling import build_estimator
+    from latency_estimator import build_estimator
 
     root = tmp_path_factory.mktemp("insights")
     with pytest.MonkeyPatch.context() as patch:

@@ -16,8 +16,7 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from latency_estimator import DeviceError
-from latency_estimator.profiling import build_estimator
+from latency_estimator import DeviceError, build_estimator
 from nas.cli.main import main
 from nas.datasets import DatasetError
 from nas.search import SearchError, run_search
