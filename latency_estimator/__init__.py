@@ -7,7 +7,7 @@ The contract every part builds on::
     obtain_estimator(device) -> LatencyEstimator: predict / predict_many
 
 The rooms, in the order a build runs through them: ``networks`` and ``coverage`` (what to measure), ``spec``
-(one subgraph configuration), ``profiling`` and ``profiling_in_networks`` (measuring), ``dataset`` and
+(one subgraph configuration), ``profiling`` (the profiling session), ``dataset`` and
 ``csv_rows`` (the measurement folder), ``batch``, ``prior``, ``regressor`` and ``overhead`` (the model),
 ``estimator`` (predict, save, load), ``build`` (profile -> train -> save, and :func:`obtain_estimator`),
 ``evaluation``.

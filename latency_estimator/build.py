@@ -89,7 +89,7 @@ def _build_in_place(device: Device, folder: Path, *, samples: int) -> None:
     scratch = folder.with_name(f".{folder.name}.building-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        build_estimator(device, samples=samples, directory=scratch)
+        _profile_train_save(device, scratch, samples=samples)
         os.rename(scratch, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -133,6 +133,18 @@ def build_estimator(
     device = get_device(device) if isinstance(device, str) else device
     directory = Path(directory or default_estimator_dir(device.name))
     samples = device.default_samples if samples is None else samples
+    return _profile_train_save(device, directory, samples=samples, networks=networks, seed=seed, progress=progress)
+
+
+def _profile_train_save(
+    device: Device,
+    directory: Path,
+    *,
+    samples: int,
+    networks: int = 12,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> LatencyEstimator:
     dataset = profile_device(
         device, samples=samples, directory=directory, networks=networks, seed=seed, progress=progress
     )

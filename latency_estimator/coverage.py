@@ -3,8 +3,7 @@
 :class:`Coverage` holds the subgraphs that occur in the shipped spaces (the *pool*) and, per kind, the ranges
 synthetic configurations are drawn from (networks outside the spaces are covered too); :class:`SubgraphSampler`
 makes stratified picks over it, by (kind, input resolution): two of every three from the pool while any remain.
-The adaptive round weights the strata by the cross-validated error of a quick regressor (:func:`adaptive_weights`),
-as adaptive samplers in nn-Meter do. :func:`synthetic_network` draws whole reference-like networks from the ranges.
+:func:`synthetic_network` draws whole reference-like networks from the ranges.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.networks import reference_networks, shipped_spaces_for
-from latency_estimator.regressor import cross_validated_errors
 from latency_estimator.spec import PROFILED_KINDS, STAGE_KINDS, SubgraphSpec
 from search_spaces import ArchConfig, HeadConfig, StageConfig, StemConfig, count_arch, plan_network
 
@@ -30,7 +27,6 @@ __all__ = [
     "KIND_WEIGHT",
     "KindRange",
     "SubgraphSampler",
-    "adaptive_weights",
     "coverage_for",
     "synthetic_network",
 ]
@@ -250,21 +246,3 @@ def _synthetic_draw(coverage: Coverage, rng: np.random.Generator) -> ArchConfig:
         stages=stages,
         head=HeadConfig(type="classification", channels=_channels(head.out_channels, rng), num_classes=10),
     )
-
-
-def adaptive_weights(dataset: MeasurementDataset, coverage: Coverage) -> dict[tuple[str, int], float]:
-    """Per stratum: kind weight x cross-validated mean relative error of a quick regressor."""
-    specs = dataset.specs()
-    errors = cross_validated_errors(
-        [spec.subgraph() for spec in specs], dataset.latency_ms(), parallelism_factor=dataset.parallelism_factor
-    )
-    by_stratum: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for spec, error in zip(specs, errors, strict=True):
-        by_stratum[spec.stratum].append(float(error))
-    weights = {}
-    for stratum in coverage.strata():
-        seen = by_stratum.get(stratum)
-        mean_error = float(np.mean(seen)) if seen else 1.0  # nothing measured there yet: worst case
-        weights[stratum] = KIND_WEIGHT[stratum[0]] * mean_error
-    logger.info("adaptive round: stratum errors %s", {f"{k}@{r}": round(w, 3) for (k, r), w in weights.items()})
-    return weights

@@ -28,8 +28,7 @@ from latency_estimator.networks import (
     searchable_spaces,
     shipped_spaces_for,
 )
-from latency_estimator.profiling import profile_device
-from latency_estimator.profiling_in_networks import HEAVY_EVERY, network_stream
+from latency_estimator.profiling import HEAVY_EVERY, network_stream, profile_device
 from latency_estimator.regressor import LOSSES, fit_subgraph_model
 from latency_estimator.spec import SubgraphSpec
 from latency_estimator.subgraph import decompose_arch, weight_mb

@@ -119,7 +119,8 @@ def run_search(
 def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
     """(batched latency function, activation bytes of the device's data type, parallelism factor P); a simulated
     device without an estimator gets one built (seconds)."""
-    from latency_estimator import get_device, obtain_estimator
+    from latency_estimator.build import obtain_estimator
+    from latency_estimator.devices import get_device
 
     chosen = get_device(device)
     estimator = obtain_estimator(chosen)
