@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -30,8 +29,6 @@ __all__ = [
     "coverage_for",
     "synthetic_network",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 ARCHS_PER_SPACE = 1000  # sampled per shipped space to find the subgraphs that occur in it (~0.5 s in all)

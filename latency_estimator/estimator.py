@@ -24,6 +24,7 @@ import numpy as np
 import xgboost as xgb
 
 from latency_estimator.batch import CONTEXT_FEATURE, SubgraphBatch, network_context
+from latency_estimator.devices import get_device
 from latency_estimator.errors import EstimatorError
 from latency_estimator.overhead import NetworkTotals, OverheadModel
 from latency_estimator.prior import Prior
@@ -322,7 +323,5 @@ def _read_booster(directory: Path, entry: dict[str, str]) -> xgb.Booster:
 def load_estimator(device: str, *, path: str | Path | None = None) -> LatencyEstimator:
     """The saved estimator of ``device`` from ``path`` (default: :func:`default_estimator_dir`);
     it must have been trained for this device as its profile stands now."""
-    from latency_estimator.devices import get_device
-
     profile = get_device(device).profile.to_dict()
     return LatencyEstimator.load(path or default_estimator_dir(device), device=device, profile=profile)
