@@ -63,6 +63,7 @@ class OrtSettings(TimingSettings):
 @register_device("onnxruntime-cpu")
 class OnnxRuntimeCpu(Device):
     Settings = OrtSettings
+    default_samples = 3000  # timed, so noisy: the cpu-ort accuracy target needs 3,000
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)

@@ -56,6 +56,7 @@ class TvmSettings(TimingSettings):
 @register_device("tvm")
 class TvmDevice(Device):
     Settings = TvmSettings
+    default_samples = 800  # compiles each subgraph: about 1 s apiece
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)

@@ -134,14 +134,15 @@ def _trained_model(arch: ArchConfig, dataset: Dataset, args: argparse.Namespace)
 
 def estimated_latencies(arch: ArchConfig) -> dict[str, float]:
     """Predicted latency (ms) on every device that has a trained estimator in its default folder."""
-    from latency_estimator import available_devices, default_estimator_dir, load_estimator
+    from latency_estimator import available_devices, default_estimator_dir, obtain_estimator
 
     estimates = {}
     for device in available_devices():
         if not default_estimator_dir(device).is_dir():
             continue
         try:
-            estimates[device] = round(load_estimator(device).predict(arch).latency_ms, 5)
+            estimator = obtain_estimator(device, build_if_missing=False)
+            estimates[device] = round(estimator.predict(arch).latency_ms, 5)
         except EdgeNasError as exc:  # a stale or foreign estimator only loses its column
             logger.warning("no latency estimate for %s: %s", device, exc)
     return estimates

@@ -35,7 +35,6 @@ from nas.insights.stats import (
     choice_usage,
     compute_importances,
     latency_breakdown,
-    load_estimator_for,
     stage_stats,
 )
 from nas.insights.study import StudyRecord, open_study_record
@@ -70,9 +69,11 @@ def analyze_study(
     folder: str | Path, *, storage: str | None = None, evaluator: str = "fanova", seed: int = 0, write: bool = True
 ) -> Insights:
     """Compute the insights of the study in ``folder``; with ``write``, write insights.md and the plot there."""
+    from latency_estimator import obtain_estimator
+
     record = open_study_record(folder, storage=storage)
     logger.info("analysing study %r: %d trials, %d Pareto", record.name, len(record.trials), len(record.pareto))
-    estimator = load_estimator_for(record.device)
+    estimator = obtain_estimator(record.device)  # as the search obtained it
     importances = compute_importances(record, evaluator=evaluator, seed=seed)
     usage = choice_usage(
         record.space, pareto=[p.arch for p in record.pareto], tried=[t.trial.params for t in record.evaluated()]

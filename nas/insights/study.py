@@ -89,7 +89,7 @@ def open_study_record(folder: str | Path, *, storage: str | None = None) -> Stud
     settings = summary["settings"]
     study = _load_study(folder, str(summary["study"]), storage or settings.get("storage"))
     space_path = _space_path(folder, str(settings["space"]))
-    space = load_space(space_path, parallelism_factor=_device_parallelism_factor(str(settings["device"])))
+    space = load_space(space_path, parallelism_factor=_parallelism_factor(summary))
     first = f"proxy_{settings.get('proxy')}" if settings.get("mode") == "zeroshot" else "val_accuracy"
     trials = tuple(r for r in (_trial_record(t) for t in study.get_trials(deepcopy=False)) if r is not None)
     if not any(t.outcome == "COMPLETE" for t in trials):
@@ -149,10 +149,14 @@ def _space_path(folder: Path, recorded: str) -> Path:
     raise InsightsError(f"{folder}: the study's search space {recorded!r} is not found (tried {candidates})")
 
 
-def _device_parallelism_factor(device: str) -> int:
+def _parallelism_factor(summary: dict[str, Any]) -> int:
+    """The P the search used, as pareto.json records it; a pareto.json written before it did: the device's P now."""
+    recorded = (summary.get("device") or {}).get("parallelism_factor")
+    if recorded is not None:
+        return int(recorded)
     from latency_estimator import get_device
 
-    return get_device(device).profile.parallelism_factor
+    return get_device(str(summary["settings"]["device"])).parallelism_factor
 
 
 def _trial_record(trial: FrozenTrial) -> TrialRecord | None:

@@ -47,7 +47,7 @@ def write_results(
     front = pareto_front(study)
     baseline = study.user_attrs.get(BASELINE_ATTR)
     _write_text(folder / "trials.csv", _csv(rows))
-    _write_pareto(folder, front, settings, baseline)
+    _write_pareto(folder, front, settings, baseline, (extra or {}).get("parallelism_factor"))
     _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra or {}))
     if plot:
         plot_pareto(folder / "pareto.png", rows, front, settings, baseline)
@@ -63,7 +63,13 @@ def _csv(rows: list[TrialRow]) -> str:
     return buffer.getvalue()
 
 
-def _write_pareto(folder: Path, front: list[ParetoPoint], settings: SearchSettings, baseline: dict | None) -> None:
+def _write_pareto(
+    folder: Path,
+    front: list[ParetoPoint],
+    settings: SearchSettings,
+    baseline: dict | None,
+    parallelism_factor: int | None,
+) -> None:
     archs = folder / "pareto"
     archs.mkdir(exist_ok=True)
     keep = {f"{p.arch.arch_id}.yaml" for p in front}
@@ -78,6 +84,7 @@ def _write_pareto(folder: Path, front: list[ParetoPoint], settings: SearchSettin
         "study": settings.study,
         "objectives": _objective_names(settings),
         "settings": settings.to_dict(),
+        "device": {"name": settings.device, "parallelism_factor": parallelism_factor},  # as the search used it
         "baseline": baseline,
         "pareto": [p.to_dict() for p in front],
     }
