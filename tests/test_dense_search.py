@@ -101,3 +101,13 @@ def test_dense_spaces_are_refused_where_they_cannot_be_scored(space_file, tmp_pa
             dtype_bytes=4,
             parallelism_factor=8,
         )
+
+
+def test_latency_estimation_refuses_dense_networks_in_one_line():
+    from latency_estimator import EstimatorError
+    from latency_estimator.subgraph import decompose_arch
+    from search_spaces import load_space, shipped_space_path
+
+    arch = load_space(shipped_space_path("detection_baseline")).sample(np.random.default_rng(0))
+    with pytest.raises(EstimatorError, match="latency of detection networks cannot be estimated yet"):
+        decompose_arch(arch)
