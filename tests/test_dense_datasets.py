@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.datasets import DENSE_DATASETS, DatasetError, load_dataset
+from nas.datasets import DENSE_DATASETS, FASHION_MNIST_DIR, DatasetError, load_dataset
 from nas.dense_datasets import _LOADERS, IGNORE_INDEX, DenseBatch, load_dense_dataset
 from nas.dense_sources import digit_scene_sources, fashion_scene_sources
 from nas.scenes import ITEM_THRESHOLD, SCENE_CANVAS
@@ -22,7 +22,11 @@ ITEM_MIN_PIXEL = round(ITEM_THRESHOLD * 255)
 # ----- scenes --------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["digit-scenes", "fashion-scenes"])
+HAS_FASHION = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+NO_FASHION = pytest.mark.skipif(not HAS_FASHION, reason=f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}")
+
+
+@pytest.fixture(scope="module", params=["digit-scenes", pytest.param("fashion-scenes", marks=NO_FASHION)])
 def scene_sources(request):
     make = digit_scene_sources if request.param == "digit-scenes" else fashion_scene_sources
     return make(None, 0)
@@ -260,3 +264,14 @@ def test_arguments_are_checked():
             load_dense_dataset("digit-scenes", **kwargs)
     with pytest.raises(DatasetError, match="takes no data_dir"):
         load_dense_dataset("digit-scenes", resolution=64, data_dir="/tmp")
+
+
+def test_fashion_scenes_from_a_folder_of_idx_files(tmp_path):
+    from tests.test_datasets import write_fashion_folder
+
+    sources = fashion_scene_sources(write_fashion_folder(tmp_path, gz=True), 0)
+    scene = sources.test.read(3)
+    assert scene.image.shape == (1, SCENE_CANVAS, SCENE_CANVAS) and len(scene.labels) >= 1
+    assert sources.detection_classes[0] == "T-shirt/top" and sources.segmentation_classes[0] == "background"
+    with pytest.raises(DatasetError, match="no such file"):
+        fashion_scene_sources(tmp_path / "missing", 0)
