@@ -29,7 +29,7 @@ from latency_estimator.errors import EstimatorError
 from latency_estimator.overhead import NetworkTotals, OverheadModel
 from latency_estimator.prior import Prior
 from latency_estimator.regressor import SubgraphModel
-from latency_estimator.subgraph import Subgraph, decompose_arch, weight_mb
+from latency_estimator.subgraph import Subgraph, check_classification, decompose_arch, weight_mb
 from search_spaces import ArchConfig, HeadConfig, StemConfig, plan_network
 
 __all__ = [
@@ -150,6 +150,7 @@ class LatencyEstimator:
         return self.overhead.apply(totals)
 
     def _pieces_of(self, arch: ArchConfig) -> list[_Piece]:
+        check_classification(arch)
         common = (arch.channel_divisor, arch.activation)
         pieces = [self._piece(("stem", arch.input_channels, arch.resolution, arch.stem, *common), arch)]
         for stage in arch.stages:

@@ -171,7 +171,17 @@ class Subgraph:
 
 def decompose_arch(arch: ArchConfig) -> list[Subgraph]:
     """The network's subgraphs in execution order: stem, every block, head conv, pooling, classifier."""
+    check_classification(arch)
     return [Subgraph.from_block(block, activation=arch.activation) for block in plan_network(arch)]
+
+
+def check_classification(arch: ArchConfig) -> None:
+    """Dense heads (detection, segmentation) are not decomposed or profiled yet: refused, never mis-estimated."""
+    if arch.head.type != "classification":
+        raise EstimatorError(
+            f"architecture {arch.arch_id}: latency of {arch.head.type} networks cannot be estimated yet "
+            f"(their neck and head ops are neither decomposed nor profiled)"
+        )
 
 
 def weight_count(op: OpSpec) -> int:

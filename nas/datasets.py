@@ -31,6 +31,7 @@ from search_spaces.errors import EdgeNasError, one_line
 
 __all__ = [
     "DATASETS",
+    "DENSE_DATASETS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "Dataset",
@@ -58,6 +59,8 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# Detection/segmentation datasets, loaded by nas.dense_datasets (boxes and masks, read lazily).
+DENSE_DATASETS = ("digit-scenes", "fashion-scenes", "coco", "masks")
 
 
 class DatasetError(EdgeNasError):
@@ -146,6 +149,8 @@ def load_dataset(
     (a stratified subset, the same for a given seed); val and test are kept
     whole so that scores stay comparable across limits.
     """
+    if name in DENSE_DATASETS:
+        raise DatasetError(f"{name!r} is a detection/segmentation dataset: load it with nas.dense_datasets")
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_LOADERS))}")
     _check_arguments(resolution, val_fraction, test_fraction, limit)

@@ -11,7 +11,8 @@ from typing import Any
 
 from search_spaces._arch_parts import ACTIVATIONS, BLOCK_TYPES, HeadConfig, StageConfig, StemConfig
 from search_spaces._reader import Node, check_strides
-from search_spaces.heads import HEAD_TYPES
+from search_spaces.dense_head import DenseHeadConfig, read_dense_head_config
+from search_spaces.heads import HEAD_TYPES, head_type
 
 STAGE_KEYS = ["block", "kernel", "expansion", "channels", "depth", "stride"]
 
@@ -23,7 +24,6 @@ def read_arch_fields(data: Any, source: str) -> dict[str, Any]:
         required=["input_channels", "resolution", "channel_divisor", "activation", "stem", "stages", "head"]
     )
     stem = keys["stem"].mapping(required=["kernel", "channels", "stride"])
-    head = keys["head"].mapping(required=["type", "channels", "num_classes"], optional=["dropout"])
     stages = keys["stages"].sequence()
     fields = dict(
         input_channels=keys["input_channels"].integer(low=1),
@@ -36,15 +36,22 @@ def read_arch_fields(data: Any, source: str) -> dict[str, Any]:
             stride=stem["stride"].integer(low=1, high=4),
         ),
         stages=tuple(_read_stage(node) for node in stages),
-        head=HeadConfig(
-            type=head["type"].string(allowed=HEAD_TYPES),
-            channels=head["channels"].integer(low=0),
-            num_classes=head["num_classes"].integer(low=2),
-            dropout=head["dropout"].number(low=0.0, high=0.9) if "dropout" in head else 0.0,
-        ),
+        head=_read_head(keys["head"], len(stages)),
     )
     _check_strides(fields, source)
     return fields
+
+
+def _read_head(node: Node, num_stages: int) -> HeadConfig | DenseHeadConfig:
+    if head_type(node) != "classification":
+        return read_dense_head_config(node, num_stages=num_stages)
+    head = node.mapping(required=["type", "channels", "num_classes"], optional=["dropout"])
+    return HeadConfig(
+        type=head["type"].string(allowed=HEAD_TYPES),
+        channels=head["channels"].integer(low=0),
+        num_classes=head["num_classes"].integer(low=2),
+        dropout=head["dropout"].number(low=0.0, high=0.9) if "dropout" in head else 0.0,
+    )
 
 
 def _read_stage(node: Node) -> StageConfig:

@@ -32,6 +32,7 @@ from search_spaces._arch_parts import (
     expanded_channels,
 )
 from search_spaces._arch_reader import read_arch_fields
+from search_spaces.dense_head import DenseHeadConfig
 from search_spaces.documents import read_document
 from search_spaces.errors import SearchSpaceError
 
@@ -54,13 +55,20 @@ class ArchConfig:
     activation: str
     stem: StemConfig
     stages: tuple[StageConfig, ...]
-    head: HeadConfig
+    head: HeadConfig | DenseHeadConfig
 
     # ----- identity -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["stages"] = [dict(stage) for stage in data["stages"]]
+        if isinstance(self.head, DenseHeadConfig):
+            data["head"]["taps"] = list(self.head.taps)
         return data
+
+    @property
+    def task(self) -> str:
+        """``classification``, ``detection`` or ``segmentation``: the head's type."""
+        return self.head.type
 
     @property
     def arch_id(self) -> str:
@@ -71,7 +79,8 @@ class ArchConfig:
     def block_string(self) -> str:
         stem = f"stem_k{self.stem.kernel}_c{self.stem.channels}_s{self.stem.stride} @{self.resolution}"
         stages = " | ".join(stage.block_string() for stage in self.stages)
-        return f"{stem} | {stages} | head_c{self.head.channels}"
+        head = self.head.block_string() if isinstance(self.head, DenseHeadConfig) else f"head_c{self.head.channels}"
+        return f"{stem} | {stages} | {head}"
 
     def __str__(self) -> str:
         return self.block_string()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from search_spaces.dense_head import DenseHeadSpace
 from search_spaces.loader import load_space
 from search_spaces.space import SearchSpace
 
@@ -117,8 +118,11 @@ def _fixed_settings(space: SearchSpace) -> dict[str, object]:
         "stages (count)": len(space.stages),
         "head.type": space.head.type,
         "head.num_classes": space.head.num_classes,
-        "head.dropout": space.head.dropout,
     }
+    if isinstance(space.head, DenseHeadSpace):
+        settings["head.taps"] = list(space.head.taps)
+    else:
+        settings["head.dropout"] = space.head.dropout
     settings.update({f"stages.{i}.stride": stage.stride for i, stage in enumerate(space.stages)})
     return settings
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from search_spaces._reader import Node, check_strides
 from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES
+from search_spaces.dense_head import DenseHeadSpace, read_dense_head_space
 from search_spaces.documents import read_document
 from search_spaces.errors import SearchSpaceError
-from search_spaces.heads import HEAD_TYPES
+from search_spaces.heads import HEAD_TYPES, head_type
 from search_spaces.space import HeadSpace, SearchSpace, StageSpace, StemSpace
 
 __all__ = ["load_space", "parse_space"]
@@ -56,7 +57,7 @@ def parse_space(data: object, *, source: str, parallelism_factor: int | None = N
         activation=keys["activation"].string(allowed=ACTIVATIONS) if "activation" in keys else "relu6",
         stem=_read_stem(keys["stem"], reader),
         stages=tuple(_read_stage(node, reader) for node in keys["stages"].sequence()),
-        head=_read_head(keys["head"], reader),
+        head=_read_head(keys["head"], reader, num_stages=len(keys["stages"].sequence())),
     )
     _check_strides(space)
     return space
@@ -115,7 +116,9 @@ def _read_stage(node: Node, reader: _ChannelReader) -> StageSpace:
     )
 
 
-def _read_head(node: Node, reader: _ChannelReader) -> HeadSpace:
+def _read_head(node: Node, reader: _ChannelReader, *, num_stages: int) -> HeadSpace | DenseHeadSpace:
+    if head_type(node) != "classification":
+        return read_dense_head_space(node, num_stages=num_stages, read_channels=reader.read, choices=_choices)
     keys = node.mapping(required=["type", "num_classes"], optional=["channels", "dropout"])
     return HeadSpace(
         type=keys["type"].string(allowed=HEAD_TYPES),

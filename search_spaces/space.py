@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from search_spaces.arch import ArchConfig, HeadConfig, StageConfig, StemConfig
+from search_spaces.dense_head import DenseHeadConfig, DenseHeadSpace
 from search_spaces.errors import SearchSpaceError
 
 __all__ = ["HeadSpace", "SearchSpace", "StageSpace", "StemSpace"]
@@ -69,7 +70,12 @@ class SearchSpace:
     activation: str
     stem: StemSpace
     stages: tuple[StageSpace, ...]
-    head: HeadSpace
+    head: HeadSpace | DenseHeadSpace
+
+    @property
+    def task(self) -> str:
+        """``classification``, ``detection`` or ``segmentation``: the head's type."""
+        return self.head.type
 
     @property
     def channel_divisor(self) -> int:
@@ -88,6 +94,9 @@ class SearchSpace:
             for field in ("block", "kernel", "expansion", "channels", "depth"):
                 params[f"stages.{i}.{field}"] = getattr(stage, field)
         params["head.channels"] = self.head.channels
+        if isinstance(self.head, DenseHeadSpace):
+            params["head.depth"] = self.head.depth
+            params["head.kernel"] = self.head.kernel
         return params
 
     def size(self) -> int:
@@ -126,7 +135,6 @@ class SearchSpace:
             )
             for i, stage in enumerate(self.stages)
         )
-        head_channels = int(point["head.channels"])
         return ArchConfig(
             input_channels=self.input_channels,
             resolution=int(point["resolution"]),
@@ -138,12 +146,25 @@ class SearchSpace:
                 stride=self.stem.stride,
             ),
             stages=stages,
-            head=HeadConfig(
+            head=self._resolve_head(point, multiplier),
+        )
+
+    def _resolve_head(self, point: Mapping[str, Choice], multiplier: float) -> HeadConfig | DenseHeadConfig:
+        channels = int(point["head.channels"])
+        if isinstance(self.head, DenseHeadSpace):
+            return DenseHeadConfig(
                 type=self.head.type,
-                channels=self.scale_channels(head_channels, multiplier) if head_channels else 0,
                 num_classes=self.head.num_classes,
-                dropout=self.head.dropout,
-            ),
+                taps=self.head.taps,
+                channels=self.scale_channels(channels, multiplier),
+                depth=int(point["head.depth"]),
+                kernel=int(point["head.kernel"]),
+            )
+        return HeadConfig(
+            type=self.head.type,
+            channels=self.scale_channels(channels, multiplier) if channels else 0,
+            num_classes=self.head.num_classes,
+            dropout=self.head.dropout,
         )
 
     def scale_channels(self, channels: int, multiplier: float) -> int:
@@ -165,7 +186,7 @@ class SearchSpace:
 
 def _unscaled_point(space: SearchSpace, arch: ArchConfig, multiplier: float) -> dict[str, Choice] | None:
     """Invert the depth multiplier choice by choice (None when no choice fits)."""
-    if len(arch.stages) != len(space.stages):
+    if len(arch.stages) != len(space.stages) or arch.head.type != space.head.type:
         return None
 
     def unscale(value: int, choices: tuple[int, ...]) -> int | None:
@@ -179,6 +200,8 @@ def _unscaled_point(space: SearchSpace, arch: ArchConfig, multiplier: float) -> 
         "stem.channels": unscale(arch.stem.channels, space.stem.channels),
         "head.channels": 0 if arch.head.channels == 0 else unscale(arch.head.channels, space.head.channels),
     }
+    if isinstance(arch.head, DenseHeadConfig):
+        point.update({"head.depth": arch.head.depth, "head.kernel": arch.head.kernel})
     for i, stage in enumerate(arch.stages):
         point.update(
             {

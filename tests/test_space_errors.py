@@ -50,7 +50,7 @@ BAD_CASES = [
     (edit("parallelism_factor", "32"), "parallelism_factor", ["'32'", "an integer"]),
     (edit("stages.4.depth", [0]), "stages[4].depth[0]", ["got 0", "in [1, 16]"]),
     (edit("stages.4.stride", 3), "stages[4].stride", ["got 3", "[1, 2]"]),
-    (edit("head.type", "segmentation"), "head.type", ["'segmentation'", "classification"]),
+    (edit("head.type", "keypoints"), "head.type", ["'keypoints'", "classification", "segmentation"]),
     (edit("head", DELETE), "combined.yaml", ["missing required key 'head'"]),
     (edit("align_channels", "yes"), "align_channels", ["true or false"]),
     (edit("depth_multiplier", [1.0, 1.0]), "depth_multiplier", ["repeated"]),

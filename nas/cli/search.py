@@ -30,8 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _what(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="search-space YAML (loaded at the device's P)")
     parser.add_argument("--device", required=True, help="latency device, e.g. sim-npu-p32, sim-npu-p16, cpu-ort")
-    parser.add_argument("--dataset", required=True, help="digits, fashion-mnist, folder or npz")
-    parser.add_argument("--data-dir", default=None, help="data folder or file for fashion-mnist/folder/npz")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="digits, fashion-mnist, folder, npz; dense: digit-scenes, fashion-scenes, coco, masks",
+    )
+    parser.add_argument("--data-dir", default=None, help="data folder or file for fashion-mnist/folder/npz/coco/masks")
     parser.add_argument(
         "--trials", type=int, default=DEFAULTS.trials, help="candidates the study ends with (%(default)s)"
     )
@@ -82,6 +86,9 @@ def _training(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="per candidate (%(default)s)")
     group.add_argument(
         "--train-limit", type=_limit, default=DEFAULTS.train_limit, help="training images, or 'all' (%(default)s)"
+    )
+    group.add_argument(
+        "--eval-limit", type=_limit, default=DEFAULTS.eval_limit, help="dense datasets: val/test images, or 'all'"
     )
     group.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="(%(default)s)")
     group.add_argument("--lr", type=float, default=DEFAULTS.lr, help="(%(default)s)")

@@ -7,14 +7,17 @@ from pathlib import Path
 
 import torch
 
-from nas.datasets import DATASETS, Dataset, load_dataset
+from nas.datasets import DATASETS, DENSE_DATASETS, Dataset, load_dataset
 from nas.training import TrainConfig, train_arch
 from search_spaces import ArchConfig, count_arch
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
-    parser.add_argument("--data-dir", default=None, help="folder or file of the dataset (fashion-mnist, folder, npz)")
+    names = ", ".join(DATASETS + DENSE_DATASETS)
+    parser.add_argument("--dataset", default="digits", help=f"one of {names} (default digits)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder or file of the dataset (fashion-mnist, folder, npz, coco, masks)"
+    )
     parser.add_argument("--train-limit", type=int, default=None, help="use at most this many training images")
 
 
@@ -42,7 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    arch, dataset = load_arch_and_dataset(args)
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,
@@ -51,13 +53,30 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
+    arch = ArchConfig.load(args.arch)
+    if arch.task == "classification":
+        arch, dataset = load_arch_and_dataset(args)
+        train, metric = train_arch, "accuracy"
+    else:
+        from nas.dense_datasets import load_dense_dataset
+        from nas.dense_training import train_dense_arch
+
+        dataset = load_dense_dataset(
+            args.dataset,
+            resolution=arch.resolution,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            limit=args.train_limit,
+            task=arch.task,
+        )
+        train, metric = train_dense_arch, "mAP@[.5:.95]" if arch.task == "detection" else "mIoU"
     counts = count_arch(arch)
     print(f"{arch.arch_id}  {arch.block_string()}")
     print(f"{counts.params:,} params, {counts.macs:,} MACs; {dataset.summary()}")
-    model, result = train_arch(arch, dataset, config=config, progress=True)
+    model, result = train(arch, dataset, config=config, progress=True)
     for record in result.history:
-        print(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  val acc {record.val_accuracy:.4f}")
-    print(f"val accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f} ({result.seconds:.1f} s)")
+        print(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  val {metric} {record.val_accuracy:.4f}")
+    print(f"val {metric} {result.val_accuracy:.4f}, test {metric} {result.test_accuracy:.4f} ({result.seconds:.1f} s)")
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.save)

@@ -24,7 +24,9 @@ from collections.abc import Callable
 
 import optuna
 
-from nas.datasets import Dataset, load_dataset
+from nas.datasets import DENSE_DATASETS, Dataset, load_dataset
+from nas.dense_datasets import DenseDataset, load_dense_dataset
+from nas.dense_training import train_dense_arch
 from nas.proxies import ProxyBatches, proxy_batches, score_arch
 from nas.search.settings import SearchSettings
 from nas.training import TrainConfig, TrainResult, train_arch
@@ -60,15 +62,25 @@ class DataCache:
 
     def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
-        self._datasets: dict[int, Dataset] = {}
+        self._datasets: dict[int, Dataset | DenseDataset] = {}
         self._batches: dict[int, ProxyBatches] = {}
 
-    def dataset(self, resolution: int) -> Dataset:
+    def dataset(self, resolution: int) -> Dataset | DenseDataset:
         if resolution not in self._datasets:
             s = self.settings
-            self._datasets[resolution] = load_dataset(
-                s.dataset, resolution=resolution, seed=s.seed, data_dir=s.data_dir, limit=s.train_limit
-            )
+            if s.dataset in DENSE_DATASETS:  # read lazily; boxes and masks
+                self._datasets[resolution] = load_dense_dataset(
+                    s.dataset,
+                    resolution=resolution,
+                    seed=s.seed,
+                    data_dir=s.data_dir,
+                    limit=s.train_limit,
+                    eval_limit=s.eval_limit,
+                )
+            else:
+                self._datasets[resolution] = load_dataset(
+                    s.dataset, resolution=resolution, seed=s.seed, data_dir=s.data_dir, limit=s.train_limit
+                )
         return self._datasets[resolution]
 
     def proxy_data(self, resolution: int) -> ProxyBatches:
@@ -146,7 +158,9 @@ class MultiShotEvaluator(Evaluator):
         return result.val_accuracy
 
     def train(self, arch: ArchConfig, *, on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
-        _, result = train_arch(arch, self.data.dataset(arch.resolution), config=self.config, on_epoch=on_epoch)
+        dataset = self.data.dataset(arch.resolution)
+        train = train_arch if arch.task == "classification" else train_dense_arch
+        _, result = train(arch, dataset, config=self.config, on_epoch=on_epoch)
         return result
 
     def reference(self, arch: ArchConfig) -> dict[str, float]:

@@ -20,6 +20,8 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 
+from nas.datasets import Dataset
+from nas.dense_datasets import DenseDataset
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
@@ -75,6 +77,7 @@ def run_search(
     feasible_start: bool = True,
     epochs: int = 3,
     train_limit: int | None = 768,
+    eval_limit: int | None = None,
     batch_size: int = 64,
     lr: float = 0.1,
     pruner: str = "successive-halving",
@@ -105,6 +108,7 @@ def run_search(
     if options["proxy"] is None:
         del options["proxy"]
     settings = SearchSettings(**options)
+    _check_estimator_scores(settings)
     latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
     return run_with_latency_fn(
         settings,
@@ -114,6 +118,16 @@ def run_search(
         warm_start=warm_start,
         progress=progress,
     )
+
+
+def _check_estimator_scores(settings: SearchSettings) -> None:
+    """The latency estimators decompose classification networks only: a dense space is refused, not mis-scored."""
+    task = load_space(settings.space).task
+    if task != "classification":
+        raise SearchError(
+            f"{settings.space}: the latency estimator of {settings.device!r} cannot score {task} networks yet "
+            f"(their neck and head ops, resize/add/lateral/separable/output convs, are neither decomposed nor profiled)"
+        )
 
 
 def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
@@ -140,6 +154,11 @@ def run_with_latency_fn(
     space = load_space(settings.space, parallelism_factor=parallelism_factor)
     data = DataCache(settings)
     _check_fits(space, data, settings)
+    if space.task != "classification" and settings.mode != "multishot":
+        raise SearchError(
+            f"{space.source}: a {space.task} space is searched in multishot mode only (the zero-shot "
+            f"proxies score classifiers), but got mode {settings.mode!r}"
+        )
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
     study, storage, fidelity = _open_studies(settings)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
@@ -203,10 +222,28 @@ def population_size_of(settings: SearchSettings) -> int:
 
 def _check_fits(space: SearchSpace, data: DataCache, settings: SearchSettings) -> None:
     dataset = data.dataset(space.resolution[0])
+    if space.task != "classification":
+        _check_fits_dense(space, dataset, settings)
+        return
+    if not isinstance(dataset, Dataset):
+        raise SearchError(f"{space.source} is a classification space, but {settings.dataset!r} is a dense dataset")
     if (space.input_channels, space.head.num_classes) != (dataset.channels, dataset.num_classes):
         raise SearchError(
             f"{space.source} takes {space.input_channels}-channel images into {space.head.num_classes} classes, "
             f"but dataset {settings.dataset!r} has {dataset.channels} channel(s) and {dataset.num_classes} classes"
+        )
+
+
+def _check_fits_dense(space: SearchSpace, dataset: DenseDataset | Dataset, settings: SearchSettings) -> None:
+    if not isinstance(dataset, DenseDataset) or space.task not in dataset.tasks:
+        raise SearchError(
+            f"{space.source} is a {space.task} space, but dataset {settings.dataset!r} has no {space.task} labels"
+        )
+    classes = dataset.num_classes(space.task)
+    if (space.input_channels, space.head.num_classes) != (dataset.channels, classes):
+        raise SearchError(
+            f"{space.source} takes {space.input_channels}-channel images into {space.head.num_classes} classes, "
+            f"but dataset {settings.dataset!r} has {dataset.channels} channel(s) and {classes} {space.task} classes"
         )
 
 
@@ -230,8 +267,13 @@ def _evaluate_baseline(
     space: SearchSpace,
 ) -> None:
     """Score or train baseline.yaml once per study, with the search's own recipe (no pruning)."""
-    arch = baseline_arch(parallelism_factor=parallelism_factor)
-    if (arch.input_channels, arch.head.num_classes) != (space.input_channels, space.head.num_classes):
+    arch = baseline_arch(parallelism_factor=parallelism_factor, task=space.task)
+    fits = (arch.input_channels, arch.head.num_classes, arch.resolution) == (
+        space.input_channels,
+        space.head.num_classes,
+        arch.resolution if space.task == "classification" else space.resolution[0],
+    )
+    if not fits:
         logger.warning("baseline.yaml does not fit %s; no baseline in the report", space.source)
         return
     measured = measure([arch], latency_fn, dtype_bytes=dtype_bytes)[0]

@@ -30,6 +30,7 @@ STUDY_DEFINING = (
     "proxy",
     "epochs",
     "train_limit",
+    "eval_limit",
     "batch_size",
     "lr",
 )
@@ -65,6 +66,8 @@ class SearchSettings:
     # enough to choose among them (results/zero-shot-proxies.md trains with this recipe); winners are retrained.
     epochs: int = 3
     train_limit: int | None = 768  # 60 % of digits' 1257 training images; caps larger datasets
+    # Dense datasets only: a cap on the val and test images scored after each epoch (None: the whole splits).
+    eval_limit: int | None = None
     batch_size: int = 64
     lr: float = 0.1  # nas.training's default: SGD + Nesterov with cosine decay
     pruner: str = "successive-halving"
@@ -96,6 +99,7 @@ class SearchSettings:
         _require(
             self.train_limit is None or self.train_limit >= 1, "`train_limit` None or >= 1", f"{self.train_limit=}"
         )
+        _require(self.eval_limit is None or self.eval_limit >= 1, "`eval_limit` None or >= 1", f"{self.eval_limit=}")
         _require(self.batch_size >= 1, "`batch_size >= 1`", f"batch_size={self.batch_size}")
         _require(self.lr > 0 and math.isfinite(self.lr), "`lr > 0`", f"lr={self.lr}")
         _require(self.screen_ratio >= 1, "`screen_ratio >= 1`", f"screen_ratio={self.screen_ratio}")
@@ -124,7 +128,9 @@ class SearchSettings:
         """The settings a resumed study must share with the one that created it."""
         values = self.to_dict()
         values["space"] = Path(self.space).name
-        unused = {"multishot": ("proxy",), "zeroshot": ("epochs", "train_limit", "batch_size", "lr")}.get(self.mode, ())
+        unused = {"multishot": ("proxy",), "zeroshot": ("epochs", "train_limit", "eval_limit", "batch_size", "lr")}.get(
+            self.mode, ()
+        )
         return {key: values[key] for key in STUDY_DEFINING if key not in unused}
 
 
