@@ -1,7 +1,8 @@
 """Artifact folders: model.onnx, model-<target>.so, arch.yaml and manifest.json.
 
 The manifest records what a user of the folder needs (input shape and
-preprocessing, class names, the target) and what produced it (versions,
+preprocessing, the task, its output names, class names, how raw outputs are
+decoded into boxes or a mask, the target) and what produced it (versions,
 test accuracy, latencies, tuning), plus the sha256 of every file. Loading
 verifies every hash, so a folder whose files changed after deploy is refused
 with the name of the first file that does not match.
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import ArtifactError
+from search_spaces.box_coding import DecodeSettings
 
 __all__ = [
     "MANIFEST",
     "Artifact",
     "Manifest",
     "Preprocessing",
+    "decode_settings",
     "load_artifact",
     "library_name",
     "sha256_file",
@@ -71,6 +74,11 @@ class Manifest:
     library_file: str
     preprocessing: Preprocessing
     class_names: tuple[str, ...]
+    task: str = "classification"  # or detection, segmentation
+    output_names: tuple[str, ...] = ("logits",)  # the ONNX / library outputs, in order
+    # detection: method "centernet", stride, score_threshold, nms_iou, max_detections; segmentation: method "argmax"
+    decoding: dict[str, Any] = field(default_factory=dict)
+    test_metric: str = "accuracy"  # what test_accuracy is: accuracy, map (COCO mAP@[.5:.95]) or miou
     dataset: str | None = None
     test_accuracy: float | None = None
     estimated_latency_ms: dict[str, float] = field(default_factory=dict)  # estimator device -> ms
@@ -97,9 +105,18 @@ class Manifest:
         pre = {k: v for k, v in data.get("preprocessing", {}).items() if k not in ("input_shape", "color")}
         try:
             preprocessing = Preprocessing(**{**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])})
-            return cls(**{**data, "preprocessing": preprocessing, "class_names": tuple(data["class_names"])})
+            manifest = cls(
+                **{
+                    **data,
+                    "preprocessing": preprocessing,
+                    "class_names": tuple(data["class_names"]),
+                    "output_names": tuple(data.get("output_names", ("logits",))),
+                }
+            )
         except (KeyError, TypeError) as exc:
             raise ArtifactError(f"{source}: malformed manifest ({exc})") from None
+        _check_task(manifest, source)
+        return manifest
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,45 @@ class Artifact:
     @property
     def library_path(self) -> Path:
         return self.path / self.manifest.library_file
+
+
+TASK_OUTPUT_COUNTS = {"classification": 1, "detection": 2, "segmentation": 1}
+DETECTION_DECODING = {"stride": int, "score_threshold": float, "nms_iou": float, "max_detections": int}
+
+
+def _check_task(manifest: Manifest, source: str) -> None:
+    """The task, its outputs and (for detection) the decoding settings that ``edgenas run`` relies on."""
+    task = manifest.task
+    if task not in TASK_OUTPUT_COUNTS:
+        raise ArtifactError(f"{source}: task: got {task!r}, allowed {', '.join(TASK_OUTPUT_COUNTS)}")
+    if len(manifest.output_names) != TASK_OUTPUT_COUNTS[task]:
+        raise ArtifactError(
+            f"{source}: output_names: got {list(manifest.output_names)}, a {task} model has "
+            f"{TASK_OUTPUT_COUNTS[task]} output(s)"
+        )
+    if task != "detection":
+        return
+    decoding = manifest.decoding if isinstance(manifest.decoding, dict) else {}
+    for key, kind in DETECTION_DECODING.items():
+        value = decoding.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise ArtifactError(f"{source}: decoding.{key}: got {value!r}, expected a number ({kind.__name__})")
+    if decoding["stride"] < 1:
+        raise ArtifactError(f"{source}: decoding.stride: got {decoding['stride']!r}, expected >= 1")
+    try:
+        decode_settings(manifest)
+    except ValueError as exc:
+        raise ArtifactError(f"{source}: decoding: {exc}") from None
+
+
+def decode_settings(manifest: Manifest) -> DecodeSettings:
+    """The box decoding a detection artifact was deployed with."""
+    decoding = manifest.decoding
+    return DecodeSettings(
+        score_threshold=float(decoding["score_threshold"]),
+        max_detections=int(decoding["max_detections"]),
+        nms_iou=float(decoding["nms_iou"]),
+    )
 
 
 def library_name(target: str) -> str:
