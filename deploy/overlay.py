@@ -40,7 +40,7 @@ def draw_boxes(image, boxes: list[DetectedBox]):
     draw = ImageDraw.Draw(out)
     width = max(1, round(min(out.size) / 128))
     for box in boxes:
-        corners = [round(box.x0), round(box.y0), max(round(box.x0), round(box.x1)), max(round(box.y0), round(box.y1))]
+        corners = _on_image([box.x0, box.y0, box.x1, box.y1], out.size)
         draw.rectangle(corners, outline=colour(box.label), width=width)
         text = f"{box.class_name} {box.score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text)
@@ -48,6 +48,13 @@ def draw_boxes(image, boxes: list[DetectedBox]):
         draw.rectangle([corners[0], y, corners[0] + right - left + 2, y + bottom - top + 2], fill=colour(box.label))
         draw.text((corners[0] + 1, y - top + 1), text, fill=(0, 0, 0))
     return out
+
+
+def _on_image(corners: list[float], size: tuple[int, int]) -> list[int]:
+    """Pixel corners inside the image, so that a box touching its edge keeps its outline visible."""
+    limits = (size[0] - 1, size[1] - 1) * 2
+    x0, y0, x1, y1 = (min(max(0, round(v)), limit) for v, limit in zip(corners, limits))
+    return [x0, y0, max(x0, x1), max(y0, y1)]
 
 
 def blend_mask(image, label_map: np.ndarray, class_names: tuple[str, ...]):
@@ -58,7 +65,7 @@ def blend_mask(image, label_map: np.ndarray, class_names: tuple[str, ...]):
     colours = np.array([colour(i) for i in range(len(class_names))], dtype=np.float32)
     coloured = np.array([name.lower() != BACKGROUND for name in class_names])[label_map]
     blended = np.where(coloured[..., None], (1 - MASK_ALPHA) * pixels + MASK_ALPHA * colours[label_map], pixels)
-    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), mode="RGB")
+    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
 
 
 def write_overlay(
