@@ -269,3 +269,35 @@ def test_bad_decoding_options_of_deploy_are_one_line(root, tmp_path, capsys):
     code, _, err = run_cli([*args, "--max-boxes", "0"], capsys)
     assert_one_line_error(code, err, "max_detections >= 1")
     assert not (tmp_path / "o").exists()
+
+
+def test_classification_run_is_unchanged_and_refuses_overlay_options(root, capsys):
+    from tests.tiny_arch import TINY
+
+    arch = ArchConfig.from_dict(TINY)
+    arch.save(root / "tiny.yaml")
+    torch.manual_seed(0)
+    torch.save(build_model(arch).state_dict(), root / "tiny.pt")
+    out = root / "cls"
+    assert (
+        main(
+            [
+                "deploy",
+                "--arch",
+                str(root / "tiny.yaml"),
+                "--weights",
+                str(root / "tiny.pt"),
+                *UNTUNED,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    manifest = load_artifact(out).manifest
+    assert manifest.task == "classification" and manifest.output_names == ("logits",) and manifest.decoding == {}
+    capsys.readouterr()
+    code, stdout, _ = run_cli(["run", str(out), "--input", str(root / "photo.png"), "--top-k", "2"], capsys)
+    assert code == 0 and len(stdout.strip().splitlines()[1].split("  ")) == 2
+    code, _, err = run_cli(["run", str(out), "--input", str(root / "photo.png"), "--out", str(root / "c.png")], capsys)
+    assert_one_line_error(code, err, "--out and --score-threshold apply to detection and segmentation artifacts")
