@@ -81,8 +81,11 @@ def _run(session, library: Path, *, key: str, inputs: np.ndarray, device: str, r
     vm = relax.VirtualMachine(remote_lib, dev)
     outputs = []
     for sample in np.asarray(inputs, dtype=np.float32):
-        result = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(sample[None]), dev))
-        outputs.append([value.numpy() for value in ([result] if hasattr(result, "numpy") else result)])
+        # A remote tuple cannot be indexed from here; get_outputs fetches each output of a stateful call.
+        vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(sample[None]), dev))
+        vm.invoke_stateful("main")
+        result = vm.get_outputs("main")
+        outputs.append([value.numpy() for value in (result if isinstance(result, tuple) else [result])])
     x = tvm.runtime.tensor(np.ascontiguousarray(inputs[:1], dtype=np.float32), dev)
     number = runs_per_sample(lambda: vm["main"](x), min_ms)  # includes the round trip: an upper bound
     evaluator = vm.time_evaluator("main", dev, number=number, repeat=repeats)

@@ -301,3 +301,25 @@ def test_classification_run_is_unchanged_and_refuses_overlay_options(root, capsy
     assert code == 0 and len(stdout.strip().splitlines()[1].split("  ")) == 2
     code, _, err = run_cli(["run", str(out), "--input", str(root / "photo.png"), "--out", str(root / "c.png")], capsys)
     assert_one_line_error(code, err, "--out and --score-threshold apply to detection and segmentation artifacts")
+
+
+@pytest.mark.slow
+def test_a_board_returns_every_output_of_a_detector(detector):
+    from deploy import local_board, run_remote
+    from deploy.session import ort_session
+
+    inputs = random_inputs((1, 1, RESOLUTION, RESOLUTION), batch=2)
+    with local_board(key="loopback-dense") as tracker:
+        remote = run_remote(
+            detector / "model-x86_64.so",
+            tracker=tracker,
+            key="loopback-dense",
+            inputs=inputs,
+            repeats=2,
+            min_sample_ms=1,
+        )
+    expected = ort_session(detector / "model.onnx").run(None, {"input": inputs})
+    assert len(remote.all_outputs) == 2
+    for got, want in zip(remote.all_outputs, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_array_equal(remote.outputs, remote.all_outputs[0])
