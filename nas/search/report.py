@@ -10,7 +10,7 @@ from nas.search.settings import SearchSettings
 
 __all__ = ["best_vs_baseline", "render_report"]
 
-STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "RUNNING", "WAITING")
+STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "SKIPPED", "RUNNING", "WAITING")
 
 
 def render_report(

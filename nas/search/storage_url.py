@@ -1,0 +1,144 @@
+"""Storage URLs: which kind (RDB or journal file), which driver, and how to show one without its password.
+
+``--storage`` is an SQLAlchemy URL (``postgresql://user:password@host/db``,
+``sqlite:///path``) or a journal file path. A string that starts like a
+database URL but lacks ``://`` (``postgresql//…``, ``sqlite:/x``) is refused,
+not taken as a file name.
+
+PostgreSQL: SQLAlchemy 2.1 maps a plain ``postgresql://`` to psycopg 3; the
+optional dependency ``edgenas[postgres]`` installs psycopg2-binary, so a
+plain URL is given the driver that is installed (psycopg 3 first, then
+psycopg2). A URL that names its driver (``postgresql+psycopg2://``) is kept.
+
+Every text edgenas writes or logs about a storage goes through
+:func:`mask_url` or :func:`mask_secrets`: reports, JSON, log lines, errors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from nas.search.budgets import SearchError
+
+__all__ = [
+    "MASK",
+    "POSTGRES_DRIVERS",
+    "is_masked",
+    "is_rdb_url",
+    "mask_secrets",
+    "mask_url",
+    "resolve_rdb_url",
+    "storage_secrets",
+]
+
+MASK = "***"
+MIN_FREE_SECRET = 3  # a secret this long or longer is masked wherever it appears in a text
+# SQLAlchemy dialects a user may mean; a string starting with one of these but without "://" is a malformed URL.
+DIALECTS = ("postgresql", "postgres", "sqlite", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
+# Driver module -> SQLAlchemy driver name -> pip package, in order of preference for a plain postgresql:// URL.
+POSTGRES_DRIVERS = (("psycopg", "psycopg", "psycopg[binary]"), ("psycopg2", "psycopg2", "psycopg2-binary"))
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "psycopg2cffi": "psycopg2cffi",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "pymysql": "pymysql",
+    "mysqldb": "mysqlclient",
+}
+_SCHEME = re.compile(r"^(?P<dialect>[A-Za-z][A-Za-z0-9]*)(?:\+(?P<driver>[A-Za-z0-9_]+))?(?P<sep>:/*|/+)")
+# user:password@ after a scheme, also in a malformed URL (postgresql//user:password@host) that is echoed in an error
+_USERINFO = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*:?/*[^:/?#@]*:)(?P<password>[^@/?#]*)(?=@)")
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)(?P<value>[^&#]*)", re.IGNORECASE)
+
+
+def is_rdb_url(storage: str) -> bool:
+    """True for a database URL; False for a journal file path. A malformed database URL is a :class:`SearchError`."""
+    match = _SCHEME.match(storage)
+    if match and match.group("sep") == "://":
+        return True
+    if match and match.group("dialect").lower() in DIALECTS:
+        dialect = match.group("dialect")
+        raise SearchError(
+            f"storage {mask_url(storage)!r} is not a valid URL: expected {dialect}://… "
+            f"(for example postgresql://user:password@host:5432/db or sqlite:///path/study.db); "
+            f"a journal file path must not start with a database name"
+        )
+    return "://" in storage
+
+
+def resolve_rdb_url(url: str) -> str:
+    """``url`` with the installed PostgreSQL driver named; a missing driver is one line naming the package."""
+    match = _SCHEME.match(url)
+    if match is None:
+        raise SearchError(f"storage {mask_url(url)!r} is not a valid URL")
+    dialect, driver = match.group("dialect").lower(), match.group("driver")
+    if dialect == "postgres":  # the libpq / Heroku spelling; SQLAlchemy knows only "postgresql"
+        url, dialect = "postgresql" + url[len(match.group("dialect")) :], "postgresql"
+    if driver is not None:
+        module = driver.lower()
+        package = _DRIVER_PACKAGES.get(module, module)
+        if module in _DRIVER_PACKAGES and importlib.util.find_spec(module) is None:
+            raise SearchError(
+                f"storage {mask_url(url)!r}: the driver {module!r} is not installed (pip install {package})"
+            )
+        return url
+    if dialect != "postgresql":
+        return url
+    for module, name, _package in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{name}://" + url.split("://", 1)[1]
+    raise SearchError(
+        f"storage {mask_url(url)!r}: no PostgreSQL driver is installed "
+        f"(pip install 'edgenas[postgres]', which installs psycopg2-binary)"
+    )
+
+
+def storage_secrets(storage: str | None) -> list[str]:
+    """The secrets in a storage URL: its password, in plain and in %-encoded form, and query-string passwords."""
+    if not storage or "://" not in storage:
+        return []
+    secrets: list[str] = []
+    match = _USERINFO.search(storage)
+    if match and match.group("password"):
+        secrets.append(match.group("password"))
+    try:
+        parts = urlsplit(storage)
+        if parts.password:
+            secrets.append(parts.password)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:  # a malformed port or host; the regex above still found the password
+        query = []
+    secrets += [value for key, value in query if key.lower() in ("password", "passwd", "pwd", "sslpassword")]
+    secrets += [m.group("value") for m in _QUERY_SECRET.finditer(storage)]
+    secrets += [unquote(s) for s in secrets]
+    return sorted({s for s in secrets if s and s != MASK}, key=len, reverse=True)
+
+
+def mask_url(storage: str | None) -> str | None:
+    """``storage`` with its password (and any password in its query string) replaced by ``***``."""
+    if storage is None:
+        return None
+    masked = _USERINFO.sub(lambda m: m.group("head") + (MASK if m.group("password") else ""), storage)
+    return _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, masked)
+
+
+def is_masked(storage: str) -> bool:
+    """True when ``storage`` is a URL whose password was masked (as read back from a report)."""
+    return "://" in storage and mask_url(storage) == storage and f"{MASK}@" in storage or f"={MASK}" in storage
+
+
+def mask_secrets(text: str, storage: str | None) -> str:
+    """``text`` (an error message, a log line) with every secret of ``storage`` replaced by ``***``."""
+    if storage is None:
+        return text
+    text = text.replace(storage, mask_url(storage) or "")
+    for secret in storage_secrets(storage):
+        # A very short password would mask every matching letter; it is masked where it follows "user:".
+        if len(secret) >= MIN_FREE_SECRET:
+            text = text.replace(secret, MASK)
+        else:
+            text = text.replace(f":{secret}@", f":{MASK}@")
+    return text
