@@ -48,7 +48,7 @@ _DRIVER_PACKAGES = {
     "pymysql": "pymysql",
     "mysqldb": "mysqlclient",
 }
-_SCHEME = re.compile(r"^(?P<dialect>[A-Za-z][A-Za-z0-9]*)(?:\+(?P<driver>[A-Za-z0-9_]+))?(?P<sep>:/*|/+)")
+_SCHEME = re.compile(r"^(?P<dialect>[A-Za-z][A-Za-z0-9]*)(?:\+(?P<driver>[A-Za-z0-9_]+))?")
 # user:password@ after a scheme, also in a malformed URL (postgresql//user:password@host) that is echoed in an error
 _USERINFO = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*:?/*[^:/?#@]*:)(?P<password>[^@/?#]*)(?=@)")
 _QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)(?P<value>[^&#]*)", re.IGNORECASE)
@@ -57,16 +57,17 @@ _QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)(?
 def is_rdb_url(storage: str) -> bool:
     """True for a database URL; False for a journal file path. A malformed database URL is a :class:`SearchError`."""
     match = _SCHEME.match(storage)
-    if match and match.group("sep") == "://":
+    if match is None:
+        return False
+    rest = storage[match.end() :]
+    if rest.startswith("://"):
         return True
-    if match and match.group("dialect").lower() in DIALECTS:
-        dialect = match.group("dialect")
+    if match.group("dialect").lower() in DIALECTS and rest.startswith((":", "//")):
         raise SearchError(
-            f"storage {mask_url(storage)!r} is not a valid URL: expected {dialect}://… "
-            f"(for example postgresql://user:password@host:5432/db or sqlite:///path/study.db); "
-            f"a journal file path must not start with a database name"
+            f"storage {mask_url(storage)!r} is not a valid URL: expected {match.group(0)}://… "
+            f"(for example postgresql://user:password@host:5432/db or sqlite:///path/study.db)"
         )
-    return "://" in storage
+    return False
 
 
 def resolve_rdb_url(url: str) -> str:
