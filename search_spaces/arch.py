@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces.errors import SearchSpaceError
+from search_spaces.safe_files import parse_json, parse_yaml, read_text
 
 __all__ = [
     "BLOCK_TYPES",
@@ -129,18 +129,10 @@ class ArchConfig:
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
-        if not path.is_file():
-            raise SearchSpaceError(f"{path}: no such architecture file")
-        try:
-            data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise SearchSpaceError(f"{path}: not valid YAML/JSON ({_one_line(exc)})") from None
-        return cls.from_dict(data, source=str(path))
+        text = read_text(path, what="architecture file")
+        parse = parse_json if path.suffix == ".json" else parse_yaml
+        return cls.from_dict(parse(text, source=str(path)), source=str(path))
 
 
 def _short_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())

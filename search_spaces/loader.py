@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from search_spaces._reader import Node, check_strides
 from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES
 from search_spaces.errors import SearchSpaceError
 from search_spaces.heads import HEAD_TYPES
+from search_spaces.safe_files import parse_yaml, read_text
 from search_spaces.space import HeadSpace, SearchSpace, StageSpace, StemSpace
 
 __all__ = ["load_space", "parse_space"]
@@ -27,12 +26,7 @@ MAX_CHANNELS = 4096
 def load_space(path: str | Path, *, parallelism_factor: int | None = None) -> SearchSpace:
     """Load and validate a space; ``parallelism_factor`` overrides the file's P."""
     path = Path(path)
-    if not path.is_file():
-        raise SearchSpaceError(f"{path}: no such search-space file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    data = parse_yaml(read_text(path, what="search-space file"), source=str(path))
     return parse_space(data, source=str(path), parallelism_factor=parallelism_factor)
 
 

@@ -32,6 +32,7 @@ from nas.cli.train import add_dataset_arguments
 from nas.datasets import Dataset, load_dataset
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
 from search_spaces import ArchConfig
+from search_spaces.arch_file import load_arch
 from search_spaces.errors import EdgeNasError
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     )
     if settings.rpc_tracker is not None:  # an unreachable board fails before training
         check_board(settings.rpc_tracker, settings.rpc_key)
-    arch = ArchConfig.load(args.arch)
+    arch = load_arch(args.arch)
     dataset = load_dataset(
         args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
     )

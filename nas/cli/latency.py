@@ -18,7 +18,7 @@ from latency_estimator.evaluation import evaluate_estimator, plot_scatter, write
 from latency_estimator.profiling import MeasurementDataset, default_samples, profile_device, train_from_dataset
 from latency_estimator.regressor import LatencyEstimator, default_estimator_dir
 from nas.cli.common import format_table
-from search_spaces import ArchConfig
+from search_spaces.arch_file import load_arch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -159,7 +159,7 @@ def run_predict(args: argparse.Namespace) -> int:
         prediction = estimator.predict_subgraphs(decompose_onnx(args.file))
         title = str(args.file)
     else:
-        arch = ArchConfig.load(args.file)
+        arch = load_arch(args.file)
         prediction = estimator.predict(arch)
         title = f"{arch.arch_id}  {arch.block_string()}"
     rows = [(part.name, part.kind, round(part.latency_ms, 5)) for part in prediction.breakdown]

@@ -9,7 +9,8 @@ import torch
 
 from nas.datasets import DATASETS, load_dataset
 from nas.training import TrainConfig, train_arch
-from search_spaces import ArchConfig, count_arch
+from search_spaces import count_arch
+from search_spaces.arch_file import load_arch
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    arch = ArchConfig.load(args.arch)
+    arch = load_arch(args.arch)
     dataset = load_dataset(
         args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
     )
