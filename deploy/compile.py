@@ -26,6 +26,7 @@ import onnx
 
 from deploy.errors import CompileError
 from deploy.export import INPUT_NAME
+from deploy.onnx_file import read_onnx
 from deploy.targets import DeployTarget, get_target
 from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
 from search_spaces.errors import EdgeNasError
@@ -251,13 +252,7 @@ def _quiet_native_stderr() -> Iterator[None]:
 def _load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    path = Path(model)
-    if not path.is_file():
-        raise CompileError(f"{path}: no such ONNX file")
-    try:
-        return onnx.load(str(path))
-    except (onnx.onnx_cpp2py_export.checker.ValidationError, OSError, ValueError) as exc:
-        raise CompileError(f"{path}: not an ONNX model ({_one_line(exc)})") from None
+    return read_onnx(model, error=CompileError)
 
 
 def _batch1_shape(proto: onnx.ModelProto) -> tuple[int, ...]:

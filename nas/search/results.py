@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.budgets import SearchError
 from nas.search.settings import SearchSettings
 from search_spaces import ArchConfig
 
@@ -105,9 +106,11 @@ class ParetoPoint:
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
+    """One row per trial; architectures queued for a later run (WAITING, not a retry) are not trials yet."""
     trials = study.get_trials(deepcopy=False)
     retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
-    return [_row(t, retries) for t in trials]
+    queued = [t for t in trials if t.state == TrialState.WAITING and "failed_trial" not in t.system_attrs]
+    return [_row(t, retries) for t in trials if t not in queued]
 
 
 def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
@@ -166,6 +169,17 @@ def pareto_front(study: optuna.Study) -> list[ParetoPoint]:
             ),
         )
     return sorted(points.values(), key=lambda p: (p.latency_ms, -p.value))
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before the first trial when the results folder cannot be written (the report would be lost)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check.{os.getpid()}.tmp"
+        probe.write_text("edgenas\n")
+        probe.unlink()
+    except OSError as exc:
+        raise SearchError(f"{folder}: the results folder cannot be written ({type(exc).__name__}: {exc})") from None
 
 
 def write_results(

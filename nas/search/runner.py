@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
-from nas.search.results import BASELINE_ATTR, ParetoPoint, write_results
+from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
 from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
 from nas.search.settings import SearchSettings
 from nas.search.slots import surplus_reason, wait_for_slot
@@ -158,6 +158,7 @@ def run_with_latency_fn(
 ) -> SearchResult:
     """:func:`run_search` with the latency source given (tests pass a stand-in)."""
     space = load_space(settings.space, parallelism_factor=parallelism_factor)
+    check_writable(settings.study_dir)
     data = DataCache(settings)
     _check_fits(space, data, settings)
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
@@ -213,7 +214,9 @@ def _queue_known(
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
     if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
-        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible random start")
+        # No more than the study will run: the rest would be left WAITING once the target is reached.
+        count = min(population_size_of(settings), settings.trials)
+        enqueue_archs(study, space, reference(count), source="feasible random start")
 
 
 def _plain_storage(settings: SearchSettings, storage):
