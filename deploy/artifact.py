@@ -138,11 +138,22 @@ class Artifact:
         return self.path / self.manifest.library_file
 
 
+TEXT_FIELDS = ("arch_id", "block_string", "target", "target_arch", "target_device", "library_file", "onnx_file",
+               "arch_file", "created")  # fmt: skip
+MAPPING_FIELDS = ("tvm_target", "estimated_latency_ms", "measured_latency_ms", "parity_max_abs_diff", "versions")
+
+
 def _check_values(manifest: Manifest, source: str) -> None:
     """Values a runtime relies on: a wrong one would give confident nonsense or an IndexError later."""
     pre = manifest.preprocessing
     numbers = [*pre.mean, *pre.std, pre.pixel_scale]
-    problems = []
+    problems = [f"{name}: got {getattr(manifest, name)!r}, expected a string" for name in TEXT_FIELDS
+                if not isinstance(getattr(manifest, name), str)]  # fmt: skip
+    problems += [f"{name}: expected a mapping" for name in MAPPING_FIELDS
+                 if not isinstance(getattr(manifest, name), dict)]  # fmt: skip
+    accuracy = manifest.test_accuracy
+    if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))):
+        problems.append(f"test_accuracy: got {accuracy!r}, expected a number or null")
     if pre.channels not in (1, 3) or isinstance(pre.channels, bool):
         problems.append(f"preprocessing.channels: got {pre.channels!r}, allowed 1 or 3")
     if not isinstance(pre.resolution, int) or isinstance(pre.resolution, bool) or not 1 <= pre.resolution <= 4096:
