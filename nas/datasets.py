@@ -389,9 +389,10 @@ def _load_npz(data_dir: Path | None, resolution: int) -> RawImages:
         raise DatasetError(f"{data_dir}: no such .npz file")
     try:
         _check_npz_size(data_dir)
-        with np.load(data_dir, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise DatasetError(f"{data_dir}: a single .npy array, not an .npz archive with x and y")
+        archive = np.load(data_dir, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DatasetError(f"{data_dir}: a single .npy array, not an .npz archive with x and y")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DatasetError(f"{data_dir}: unreadable .npz ({_one_line(exc)})") from None

@@ -23,7 +23,7 @@ __all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TEXT_BYTES", "parse_json", "parse_ya
 
 MAX_TEXT_BYTES = 4 * 1024 * 1024  # the largest shipped YAML is a few KiB; an estimator's metadata a few hundred KiB
 MAX_DEPTH = 64  # a search space nests 4 deep; Python's recursion limit is 1000
-MAX_ALIASES = 100  # YAML anchors may be reused, but an alias bomb expands each one many times
+MAX_ALIASES = 64  # YAML anchors may be reused, but an alias bomb expands each one many times
 
 
 def read_text(
