@@ -100,7 +100,8 @@ def _read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ArtifactError(f"{path}: {image.width}x{image.height} pixels is too large an input image")
             pixels = np.asarray(image.convert(mode).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+    # PIL raises SyntaxError for a broken PNG chunk
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ArtifactError(f"{path}: unreadable image ({exc})") from None
     chw = pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1))
     return _normalise(chw[None] / np.float32(preprocessing.pixel_scale), preprocessing)

@@ -615,13 +615,15 @@ class LatencyEstimator:
         try:
             prior = Prior(metadata["prior"]["form"], tuple(metadata["prior"]["coefficients"]))
             overhead = OverheadModel(**metadata["overhead"])
-        except (TypeError, KeyError) as exc:
+            boosters = {kind: _read_booster(directory, entry) for kind, entry in _files_of(metadata, directory).items()}
+            names = tuple(metadata["feature_names"])
+            loss = metadata.get("loss", "squared")  # saved before the loss was a choice: trained on squared error
+            model = SubgraphModel(
+                prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss
+            )
+            return cls(model=model, overhead=overhead, metadata=metadata)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise EstimatorError(f"{directory / cls.META_FILE}: corrupted estimator metadata ({exc!r})") from None
-        boosters = {kind: _read_booster(directory, entry) for kind, entry in _files_of(metadata, directory).items()}
-        names = tuple(metadata["feature_names"])
-        loss = metadata.get("loss", "squared")  # estimators saved before the loss was a choice trained on squared error
-        model = SubgraphModel(prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss)
-        return cls(model=model, overhead=overhead, metadata=metadata)
 
 
 @contextlib.contextmanager

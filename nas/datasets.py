@@ -490,7 +490,7 @@ def _image_mode(path: Path) -> str:
     try:
         with Image.open(path) as image:
             return image.mode
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from None
 
 
@@ -502,7 +502,7 @@ def _read_image(path: Path, mode: str, resolution: int) -> np.ndarray:
         with Image.open(path) as image:
             image = image.convert(mode).resize((resolution, resolution), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from None
     return pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 from nas.search.budgets import SearchError
 
@@ -49,8 +49,8 @@ _DRIVER_PACKAGES = {
     "mysqldb": "mysqlclient",
 }
 _SCHEME = re.compile(r"^(?P<dialect>[A-Za-z][A-Za-z0-9]*)(?:\+(?P<driver>[A-Za-z0-9_]+))?")
-# user:password@ after a scheme, also in a malformed URL (postgresql//user:password@host) that is echoed in an error
-_USERINFO = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*:?/*[^:/?#@]*:)(?P<password>[^@/?#]*)(?=@)")
+# scheme (also a malformed one: postgresql//, postgres:) and the host part up to the path, query or fragment
+_NETLOC = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:?/*)(?P<netloc>[^/?#]*)")
 _QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)(?P<value>[^&#]*)", re.IGNORECASE)
 
 
@@ -97,22 +97,33 @@ def resolve_rdb_url(url: str) -> str:
     )
 
 
+def _split_userinfo(storage: str) -> tuple[str, str, str] | None:
+    """``(head, password, tail)`` around the password of ``scheme://user:password@host/...``, else None.
+
+    The user information runs to the last ``@`` of the host part (so a password holding a raw ``@`` is masked
+    whole), and also in a malformed URL (``postgresql//user:password@host``) echoed in an error.
+    """
+    match = _NETLOC.match(storage)
+    if match is None or "@" not in match.group("netloc"):
+        return None
+    userinfo, _, _host = match.group("netloc").rpartition("@")
+    if ":" not in userinfo:
+        return None
+    user, password = userinfo.split(":", 1)
+    head = match.group("scheme") + user + ":"
+    return head, password, storage[len(head) + len(password) :]
+
+
 def storage_secrets(storage: str | None) -> list[str]:
-    """The secrets in a storage URL: its password, in plain and in %-encoded form, and query-string passwords."""
-    if not storage or "://" not in storage:
+    """The secrets in a storage URL: its password (also %-decoded, and up to its first ``@`` as SQLAlchemy reads
+    it) and passwords in its query string."""
+    if not storage:
         return []
     secrets: list[str] = []
-    match = _USERINFO.search(storage)
-    if match and match.group("password"):
-        secrets.append(match.group("password"))
-    try:
-        parts = urlsplit(storage)
-        if parts.password:
-            secrets.append(parts.password)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-    except ValueError:  # a malformed port or host; the regex above still found the password
-        query = []
-    secrets += [value for key, value in query if key.lower() in ("password", "passwd", "pwd", "sslpassword")]
+    parts = _split_userinfo(storage)
+    if parts is not None:
+        password = parts[1]
+        secrets += [password, password.split("@", 1)[0]]
     secrets += [m.group("value") for m in _QUERY_SECRET.finditer(storage)]
     secrets += [unquote(s) for s in secrets]
     return sorted({s for s in secrets if s and s != MASK}, key=len, reverse=True)
@@ -122,7 +133,8 @@ def mask_url(storage: str | None) -> str | None:
     """``storage`` with its password (and any password in its query string) replaced by ``***``."""
     if storage is None:
         return None
-    masked = _USERINFO.sub(lambda m: m.group("head") + (MASK if m.group("password") else ""), storage)
+    parts = _split_userinfo(storage)
+    masked = storage if parts is None else parts[0] + (MASK if parts[1] else "") + parts[2]
     return _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, masked)
 
 
