@@ -118,3 +118,17 @@ def test_optuna_failure_records_of_failed_candidates_are_dropped_others_kept():
     keep = _FailedCandidateFilter().filter
     assert not keep(record(CandidateFailed("RuntimeError: out of memory")))
     assert keep(record(KeyError("a bug edgenas did not catch")))
+
+
+@pytest.mark.parametrize("name", ["trials.csv", "report.md", "pareto.json"])
+def test_a_failed_write_keeps_the_previous_result_file_whole(tmp_path, name):
+    from nas.search import SearchError
+
+    options = {"space": SPACE, "device": "sim-npu-p32", "dataset": "digits", "mode": "zeroshot", "baseline": False}
+    run_search(**options, trials=1, results_dir=tmp_path, study="atomic")
+    folder = tmp_path / "atomic"
+    before = (folder / name).read_bytes()
+    (folder / f".{name}.{os.getpid()}.tmp").mkdir()  # the temporary file cannot be created: a real OSError
+    with pytest.raises(SearchError, match=f"{name}: cannot write it .*the previous copy is kept"):
+        run_search(**options, trials=2, results_dir=tmp_path, study="atomic")
+    assert (folder / name).read_bytes() == before

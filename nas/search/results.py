@@ -243,9 +243,15 @@ def state_counts(rows: list[TrialRow]) -> Counter:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: a crash or a full disk mid-write leaves the previous file whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        raise SearchError(f"{path}: cannot write it ({type(exc).__name__}: {exc}); the previous copy is kept") from None
 
 
 def settings_command(settings: SearchSettings) -> str:
