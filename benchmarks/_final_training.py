@@ -24,10 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from latency_estimator import get_device
-from latency_estimator.regressor import ESTIMATORS_ENV
+from latency_estimator import ESTIMATORS_ENV, get_device, obtain_estimator
 from nas.datasets import FASHION_MNIST_DIR, load_dataset, read_idx
-from nas.search.runner import load_or_build_estimator
 from nas.training import TrainConfig, train_arch
 from search_spaces import ArchConfig, count_arch
 
@@ -194,7 +192,7 @@ def use_committed_estimators(folder: Path, device: str) -> None:
 def arch_numbers(arch: ArchConfig, device: str) -> dict[str, float]:
     """Estimated and measured latency (ms), params, MACs and peak activation KiB at the device's data type."""
     dev = get_device(device)
-    counts = count_arch(arch, dtype_bytes=int(dev.profile.settings.get("dtype_bytes", 4)))
+    counts = count_arch(arch, dtype_bytes=dev.dtype_bytes)
     start = time.perf_counter()
     measured = dev.measure_network(arch).latency_ms
     logger.info("measured %s on %s in %.1f s", arch.arch_id, device, time.perf_counter() - start)
@@ -209,7 +207,7 @@ def arch_numbers(arch: ArchConfig, device: str) -> dict[str, float]:
 
 @functools.cache
 def estimator(device: str):
-    return load_or_build_estimator(device)
+    return obtain_estimator(device)
 
 
 def fused_stages(arch: ArchConfig) -> list[int]:

@@ -8,9 +8,13 @@ import csv
 import json
 from pathlib import Path
 
-import latency_estimator.regressor as regressor
+from latency_estimator.batch import CONTEXT_FEATURE
+from latency_estimator.build import network_sums
+from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.errors import EstimatorError
-from latency_estimator.profiling import MeasurementDataset
+from latency_estimator.estimator import LatencyEstimator
+from latency_estimator.overhead import OverheadModel, fit_overhead
+from latency_estimator.regressor import SubgraphModel
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -33,18 +37,18 @@ def built_family(dataset: MeasurementDataset) -> tuple[str, str, str, bool]:
     """(prior, layout, loss, whether it sees the network's weight size) of the estimator built from ``dataset`` (its
     metadata lies beside the measurements)."""
     kept = json.loads((Path(dataset.directory) / "metadata.json").read_text())
-    context = regressor.CONTEXT_FEATURE in kept["feature_names"]
+    context = CONTEXT_FEATURE in kept["feature_names"]
     return kept["prior"]["form"], kept["layout"], kept.get("loss", "squared"), context
 
 
 def with_overhead(
-    model: regressor.SubgraphModel,
+    model: SubgraphModel,
     networks: list,
     parallelism_factor: int,
-    kind: type[regressor.LatencyEstimator] = regressor.LatencyEstimator,
-) -> regressor.LatencyEstimator:
+    kind: type[LatencyEstimator] = LatencyEstimator,
+) -> LatencyEstimator:
     """An estimator of ``kind`` around ``model``, its overhead term fitted on ``networks`` as training does."""
     metadata = {"parallelism_factor": parallelism_factor, "device": "experiment"}
-    estimator = kind(model=model, overhead=regressor.OverheadModel(), metadata=metadata)
-    estimator.overhead = regressor.fit_overhead(*regressor.network_sums(estimator, networks))
+    estimator = kind(model=model, overhead=OverheadModel(), metadata=metadata)
+    estimator.overhead = fit_overhead(*network_sums(estimator, networks))
     return estimator

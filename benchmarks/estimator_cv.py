@@ -25,10 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import latency_estimator.regressor as regressor  # noqa: E402
 from benchmarks._in_network_data import RESULTS, built_family, load_in_network_data, with_overhead  # noqa: E402
+from latency_estimator.batch import SubgraphBatch  # noqa: E402
+from latency_estimator.build import network_weights  # noqa: E402
+from latency_estimator.dataset import MeasurementDataset  # noqa: E402
+from latency_estimator.estimator import LatencyEstimator  # noqa: E402
 from latency_estimator.evaluation import weight_size_bins  # noqa: E402
-from latency_estimator.profiling import MeasurementDataset, network_weights  # noqa: E402
+from latency_estimator.regressor import fit_subgraph_model  # noqa: E402
 from search_spaces import ArchConfig  # noqa: E402
 
 FOLDS = 5
@@ -77,7 +80,7 @@ class Data:
         self.parallelism_factor = dataset.parallelism_factor
         self.latency = dataset.latency_ms()
         self.specs = dataset.specs()
-        self.batch = regressor.SubgraphBatch.of([spec.subgraph() for spec in self.specs], self.parallelism_factor)
+        self.batch = SubgraphBatch.of([spec.subgraph() for spec in self.specs], self.parallelism_factor)
         self.networks = dataset.networks()
         self.context = network_weights(dataset, self.networks)
         self.fold = np.random.default_rng(0).permutation(len(self.networks)) % FOLDS
@@ -87,22 +90,22 @@ class Data:
         self.eval_archs = [ArchConfig.from_dict(json.loads(row["arch"])) for row in evaluation_rows]
         self.eval_ms = np.array([float(row["measured_ms"]) for row in evaluation_rows])
         self.kept = (*built_family(dataset), {})  # the built estimator's
-        self._trained_on_all: dict[tuple, regressor.LatencyEstimator] = {}
+        self._trained_on_all: dict[tuple, LatencyEstimator] = {}
         self._held_out: dict[tuple, np.ndarray] = {}
 
-    def features(self, context: bool) -> regressor.SubgraphBatch:
+    def features(self, context: bool) -> SubgraphBatch:
         return self.batch.with_context(self.context) if context else self.batch
 
     def estimator(self, rows: np.ndarray, networks: list, variant: tuple):
         """Subgraph model of ``variant`` (prior, layout, loss, context, parameters) on ``rows``; overhead on
         ``networks``."""
         prior, layout, loss, context, params = variant
-        model = regressor.fit_subgraph_model(
+        model = fit_subgraph_model(
             self.features(context), self.latency, prior=prior, layout=layout, loss=loss, rows=rows, params=params
         )
         return with_overhead(model, networks, self.parallelism_factor)
 
-    def trained_on_all(self, variant: tuple) -> regressor.LatencyEstimator:
+    def trained_on_all(self, variant: tuple) -> LatencyEstimator:
         """The variant trained on every network (once per variant)."""
         key = _key(variant)
         if key not in self._trained_on_all:
@@ -145,7 +148,7 @@ class Data:
         batch = self.features(context)
         predicted = np.empty(len(batch))
         for fold in range(FOLDS):
-            model = regressor.fit_subgraph_model(
+            model = fit_subgraph_model(
                 batch, self.latency, prior=prior, layout=layout, loss=loss, rows=self.fold_of_row != fold
             )
             predicted[self.fold_of_row == fold] = model.predict_ms(batch)[self.fold_of_row == fold]

@@ -39,8 +39,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from latency_estimator.build import train_from_dataset  # noqa: E402
+from latency_estimator.dataset import MeasurementDataset  # noqa: E402
 from latency_estimator.devices import get_device  # noqa: E402
 from latency_estimator.devices.base import PassPlan  # noqa: E402
+from latency_estimator.estimator import LatencyEstimator  # noqa: E402
 from latency_estimator.evaluation import (  # noqa: E402
     Evaluation,
     accuracy_metrics,
@@ -50,14 +53,8 @@ from latency_estimator.evaluation import (  # noqa: E402
     weight_size_bins,
     write_csv,
 )
-from latency_estimator.profiling import (  # noqa: E402
-    MeasurementDataset,
-    default_samples,
-    profile_device,
-    shipped_spaces_for,
-    train_from_dataset,
-)
-from latency_estimator.regressor import LatencyEstimator  # noqa: E402
+from latency_estimator.networks import searchable_spaces  # noqa: E402
+from latency_estimator.profiling import profile_device  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Per implementation: evaluation networks and targets (None: report only).
@@ -93,7 +90,7 @@ def main() -> int:
     if args.fresh and work.exists():
         shutil.rmtree(work)
     state = State(work / "state.json")
-    defaults = {"samples": default_samples(device), "models": setup["models"], "networks": setup["networks"]}
+    defaults = {"samples": device.default_samples, "models": setup["models"], "networks": setup["networks"]}
     samples, models, networks = run_sizes(parser, args, state, defaults).values()
     if args.retrain:
         if not state.get("build"):
@@ -281,7 +278,7 @@ def measure_throughput(directory: Path, seed: int, *, repeats: int = 5, gap_s: f
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     parallelism_factor = LatencyEstimator.load(directory).parallelism_factor
-    spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
+    spaces = searchable_spaces(parallelism_factor)
     rng = np.random.default_rng([seed, 31337])
     archs = [spaces[i % len(spaces)].sample(rng) for i in range(2 * THROUGHPUT_ARCHS)]
     cold, warm, single = [], [], []

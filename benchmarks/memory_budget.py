@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def budgets(base: ArchConfig, device: str, fraction: float, peak_fraction: float) -> tuple[int, float]:
     """(max params, max peak activation KiB) at the device's data type."""
-    counts = count_arch(base, dtype_bytes=int(get_device(device).profile.settings.get("dtype_bytes", 4)))
+    counts = count_arch(base, dtype_bytes=get_device(device).dtype_bytes)
     return int(fraction * counts.params), peak_fraction * counts.peak_activation_bytes / 1024
 
 
@@ -172,7 +172,7 @@ Regenerate (resumes from `build/ablation/memory-budget-{tag}/`):
 
 Published (a classification model on a neural engine, with an expert in the loop): params and peak activation
 memory both -47 %. Search space `{args.space}.yaml`; peak activation memory at the device's data type
-({get_device(args.device).profile.settings.get("dtype_bytes", 4)} byte(s) per value), batch 1.
+({get_device(args.device).dtype_bytes} byte(s) per value), batch 1.
 
 | | baseline | chosen | budget | change |
 |---|---|---|---|---|
@@ -198,7 +198,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def render_unreachable(args: argparse.Namespace, tag: str, base: ArchConfig, limits: tuple, exc: Exception) -> str:
-    counts = count_arch(base, dtype_bytes=int(get_device(args.device).profile.settings.get("dtype_bytes", 4)))
+    counts = count_arch(base, dtype_bytes=get_device(args.device).dtype_bytes)
     return f"""# Memory budget on {args.device}: unreachable in `{args.space}.yaml`
 
 Regenerate:

@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from latency_estimator.dataset import MeasurementDataset  # noqa: E402
 from latency_estimator.devices import get_device  # noqa: E402
-from latency_estimator.profiling import MeasurementDataset  # noqa: E402
 from latency_estimator.subgraph import decompose_arch, weight_mb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from latency_estimator.devices import get_device  # noqa: E402
-from latency_estimator.profiling import reference_networks, shipped_spaces_for  # noqa: E402
+from latency_estimator.networks import reference_networks, searchable_spaces  # noqa: E402
 from search_spaces import baseline_arch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -61,7 +61,7 @@ def main() -> int:
 
 def trace_networks(parallelism_factor: int, sampled: int, seed: int) -> dict:
     networks = {"baseline": baseline_arch(parallelism_factor=parallelism_factor), **reference_networks()}
-    spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
+    spaces = searchable_spaces(parallelism_factor)
     rng = np.random.default_rng(seed)
     for i in range(sampled):
         arch = spaces[i % len(spaces)].sample(rng)

@@ -31,7 +31,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from latency_estimator.devices import get_device  # noqa: E402
-from latency_estimator.profiling import shipped_spaces_for  # noqa: E402
+from latency_estimator.networks import shipped_spaces_for  # noqa: E402
 from latency_estimator.subgraph import Subgraph, decompose_arch  # noqa: E402
 from search_spaces.plan import OpSpec  # noqa: E402
 

@@ -3,24 +3,36 @@ cross-compilation, RPC boards, artifact folders, and timing compiled models.
 
 Imports only ``search_spaces`` (DESIGN.md). TVM is imported lazily, inside
 the functions that need it, so that importing this package stays cheap.
+
+The rooms, leaves first: ``errors``; ``session`` (input/output names, the ONNX
+Runtime session), ``latency`` (timing statistics), ``threads`` (TVM's thread
+pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``artifact``;
+the TVM backend ``lowering`` -> ``tuning`` -> ``compile`` (also used by the
+latency estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
+``runtime``; and ``pipeline`` (:func:`deploy_model`) on top.
 """
 
 from __future__ import annotations
 
 from deploy.artifact import Artifact, Manifest, Preprocessing, load_artifact, write_manifest
-from deploy.benchmark import LatencyStats, set_tvm_threads, time_compiled, time_onnxruntime
+from deploy.benchmark import time_compiled, time_onnxruntime
 from deploy.compile import CompiledModel, compile_onnx, load_compiled
 from deploy.errors import ArtifactError, CompileError, ExportError, RemoteError
 from deploy.export import ParityReport, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
+from deploy.latency import LatencyStats
+from deploy.lowering import lower_onnx
 from deploy.pipeline import DeployResult, DeploySettings, deploy_model
-from deploy.rpc import RemoteResult, check_board, local_board, run_remote
-from deploy.runtime import Prediction, Predictor, load_input
-from deploy.targets import DeployTarget, get_target, known_targets, register_target
+from deploy.rpc import RemoteResult, local_board, run_remote
+from deploy.runtime import ClassProbability, Predictor, load_input
+from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
+from deploy.threads import set_tvm_threads
+from deploy.tracker import check_board
 from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
 
 __all__ = [
     "Artifact",
     "ArtifactError",
+    "ClassProbability",
     "CompileError",
     "CompiledModel",
     "DeployResult",
@@ -31,7 +43,6 @@ __all__ = [
     "Manifest",
     "Measurer",
     "ParityReport",
-    "Prediction",
     "Predictor",
     "Preprocessing",
     "RemoteError",
@@ -45,12 +56,14 @@ __all__ = [
     "export_onnx",
     "fold_batchnorm",
     "get_target",
+    "host_target",
     "known_targets",
     "load_artifact",
     "load_compiled",
     "load_input",
     "load_weights",
     "local_board",
+    "lower_onnx",
     "random_inputs",
     "register_target",
     "run_remote",

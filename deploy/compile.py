@@ -1,11 +1,11 @@
-"""ONNX -> TVM Relax -> a compiled library for a registered target.
+"""ONNX -> TVM Relax -> a compiled library for a registered target: the one TVM compiler of edgenas.
 
-The model is imported with Relax's ONNX frontend at batch 1, decomposed for
-inference, legalised and fused (conv + bias + ReLU6 + residual add become
-one TIR function), optionally tuned with MetaSchedule, then built. Untuned
-code is plain loop nests; tuning replaces the functions the database has
-records for. The latency estimator's ``cpu-tvm`` device lowers and builds the
-same way (:func:`lower_onnx`; a test keeps the two equal).
+The model is lowered at batch 1 (:mod:`deploy.lowering`: conv + bias + ReLU6 +
+residual add fused into one TIR function), optionally tuned with MetaSchedule
+(:mod:`deploy.tuning`), then built. Untuned code is plain loop nests; tuning
+replaces the functions the database has records for. The latency estimator's
+``cpu-tvm`` and ``cuda`` devices build with :func:`compile_onnx` too, so they
+time what deploy ships.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import numpy as np
 import onnx
 
 from deploy.errors import CompileError
-from deploy.export import INPUT_NAME
-from deploy.onnx_file import read_onnx
+from deploy.lowering import batch1_shape, load_onnx, lower_onnx
 from deploy.targets import DeployTarget, get_target
 from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
-from search_spaces.errors import EdgeNasError
+from search_spaces.errors import EdgeNasError, one_line
 
-__all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled", "lower_onnx"]
+__all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class CompiledModel:
             with _quiet_native_stderr():
                 self.module.export_library(str(path), fcompile=fcompile)
         except (RuntimeError, OSError) as exc:
-            raise CompileError(f"linking {path} for {self.target.name} failed ({_one_line(exc)})") from None
+            raise CompileError(f"linking {path} for {self.target.name} failed ({one_line(exc)})") from None
         return path
 
     def vm(self) -> Any:
@@ -117,8 +116,8 @@ def compile_onnx(
     """
     deploy_target = get_target(target)
     linker = deploy_target.linker()  # a missing cross compiler fails before a long build
-    proto = _load_onnx(model)
-    input_shape = _batch1_shape(proto)
+    proto = load_onnx(model)
+    input_shape = batch1_shape(proto)
     tvm_target = deploy_target.resolve(num_threads=num_threads)
     measurer = Measurer(num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker)
     if tuning_trials > 0:
@@ -162,7 +161,7 @@ def load_compiled(path: str | Path, *, target: str, tvm_target: dict[str, Any], 
     try:
         module = tvm.runtime.load_module(str(path))
     except (RuntimeError, OSError) as exc:
-        raise CompileError(f"{path}: cannot load the compiled library ({_one_line(exc)})") from None
+        raise CompileError(f"{path}: cannot load the compiled library ({one_line(exc)})") from None
     return CompiledModel(target=deploy_target, tvm_target=tvm_target, module=module, input_shape=tuple(input_shape))
 
 
@@ -185,28 +184,6 @@ def _build(
     if tuning_db is not None:
         mod = apply_database(mod, target=target, database=tuning_db)
     return relax.build(mod, target=target), tuning
-
-
-def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any) -> Any:
-    """The Relax module that tuning and building start from.
-
-    The latency estimator's cpu-tvm device lowers the same way (it may not import ``deploy``);
-    ``tests/test_tvm_device.py`` checks that both give the same module.
-    """
-    import tvm
-    from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
-
-    mod = from_onnx(proto, shape_dict={INPUT_NAME: list(input_shape)}, keep_params_in_input=False)
-    with tvm.target.Target(target):
-        # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
-        return tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                relax.get_pipeline("zero"),
-            ]
-        )(mod)
 
 
 @contextmanager
@@ -249,22 +226,6 @@ def _quiet_native_stderr() -> Iterator[None]:
                     logger.warning("tvm: %s", line.strip())
 
 
-def _load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return model
-    return read_onnx(model, error=CompileError)
-
-
-def _batch1_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
-    inputs = [value for value in proto.graph.input if value.name == INPUT_NAME]
-    if not inputs:
-        names = [value.name for value in proto.graph.input]
-        raise CompileError(f"the ONNX model has no input named {INPUT_NAME!r} (inputs: {names})")
-    dims = inputs[0].type.tensor_type.shape.dim
-    # The batch axis may be symbolic ("batch"); the library is built for one image at a time.
-    return (1, *(int(d.dim_value) for d in dims[1:]))
-
-
 def _first_output(result: Any) -> Any:
     return result if hasattr(result, "numpy") else result[0]
 
@@ -273,7 +234,3 @@ def _summary(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     message = next((line for line in lines if not line.startswith(("Traceback", "File ", "at "))), "")
     return f"{type(exc).__name__}: {message}"[:300]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from deploy.errors import ExportError
+from deploy.session import INPUT_NAME, OUTPUT_NAME, ort_session
 from search_spaces.arch import ArchConfig
+from search_spaces.builder import build_model
+from search_spaces.errors import one_line
 
 __all__ = [
-    "INPUT_NAME",
     "OPSET",
-    "OUTPUT_NAME",
     "PARITY_TOLERANCE",
     "ParityReport",
     "check_onnx_parity",
@@ -39,8 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 PARITY_TOLERANCE = 1e-4  # max abs logit difference allowed between two runtimes
 
 
@@ -63,15 +62,13 @@ class ParityReport:
 
 def load_weights(arch: ArchConfig, weights: str | Path) -> nn.Module:
     """Build ``arch`` and load a state_dict into it; a mismatch names the first differing layer."""
-    from search_spaces.builder import build_model
-
     path = Path(weights)
     if not path.is_file():
         raise ExportError(f"{path}: no such weights file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 (torch.load on arbitrary bytes: KeyError, IndexError, zip errors, ...)
-        raise ExportError(f"{path}: not a PyTorch state_dict ({_one_line(exc)})") from None
+        raise ExportError(f"{path}: not a PyTorch state_dict ({one_line(exc)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -140,7 +137,7 @@ def export_onnx(
                 do_constant_folding=True,
             )
         except (RuntimeError, TypeError, ValueError) as exc:
-            raise ExportError(f"ONNX export failed ({_one_line(exc)})") from None
+            raise ExportError(f"ONNX export failed ({one_line(exc)})") from None
     _check_onnx(path)
     logger.info("exported %s (opset %d)", path, opset)
     return path
@@ -151,7 +148,7 @@ def _check_onnx(path: Path) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"{path}: onnx.checker rejects the exported model ({_one_line(exc)})") from None
+        raise ExportError(f"{path}: onnx.checker rejects the exported model ({one_line(exc)})") from None
     left = [node.name or node.op_type for node in proto.graph.node if node.op_type == "BatchNormalization"]
     if left:
         raise ExportError(f"{path}: BatchNormalization node {left[0]} was not folded into a conv")
@@ -165,8 +162,6 @@ def check_onnx_parity(
     tolerance: float = PARITY_TOLERANCE,
 ) -> ParityReport:
     """Compare PyTorch and ONNX Runtime logits on each named batch of inputs (N x C x H x W float32)."""
-    from deploy.runtime import ort_session
-
     session = ort_session(onnx_path)
     diffs: dict[str, float] = {}
     for kind, batch in inputs.items():
@@ -189,7 +184,3 @@ def random_inputs(input_shape: tuple[int, ...], *, batch: int = 4, seed: int = 0
 
 def _shape(value: object) -> str:
     return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -23,10 +23,11 @@ from deploy.artifact import MANIFEST, Manifest, Preprocessing, library_name, wri
 from deploy.benchmark import time_compiled, time_onnxruntime
 from deploy.compile import BUILD_LOG, CompiledModel, compile_onnx
 from deploy.errors import CompileError
-from deploy.export import INPUT_NAME, PARITY_TOLERANCE, ParityReport, check_onnx_parity, export_onnx, random_inputs
-from deploy.rpc import RemoteResult, check_board, run_remote
-from deploy.runtime import ort_session
+from deploy.export import PARITY_TOLERANCE, ParityReport, check_onnx_parity, export_onnx, random_inputs
+from deploy.rpc import RemoteResult, run_remote
+from deploy.session import INPUT_NAME, ort_session
 from deploy.targets import get_target
+from deploy.tracker import check_board
 from search_spaces.arch import ArchConfig
 
 __all__ = ["DeployResult", "DeploySettings", "deploy_model"]

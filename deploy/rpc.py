@@ -2,9 +2,8 @@
 
 The library (cross-compiled for the board) is uploaded, loaded into a Relax
 VM on the board and timed there with TVM's time evaluator; the outputs of
-the given inputs come back for a parity check. A key no server has
-registered is an error listing the keys the tracker knows, rather than a
-request that waits forever.
+the given inputs come back for a parity check. The board is looked up
+first (:func:`deploy.tracker.check_board`).
 """
 
 from __future__ import annotations
@@ -23,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.benchmark import LatencyStats, latency_stats, runs_per_sample
 from deploy.errors import RemoteError
+from deploy.latency import LatencyStats, latency_stats, runs_per_sample
+from deploy.tracker import check_board, parse_tracker, tracker_keys
+from search_spaces.errors import one_line
 
-__all__ = ["RemoteResult", "check_board", "local_board", "parse_tracker", "run_remote", "tracker_keys"]
+__all__ = ["RemoteResult", "local_board", "run_remote"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,34 +37,6 @@ class RemoteResult:
     key: str
     latency: LatencyStats
     outputs: np.ndarray  # logits of the inputs, N x classes
-
-
-def parse_tracker(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RemoteError(f"--rpc-tracker must be HOST:PORT, but got {address!r}")
-    return host, int(port)
-
-
-def tracker_keys(address: str) -> list[str]:
-    """Device keys that have at least one server registered with the tracker."""
-    host, port = parse_tracker(address)
-    _check_reachable(host, port, address)
-    from tvm import rpc
-
-    try:
-        summary = rpc.connect_tracker(host, port).summary()
-    except (OSError, RuntimeError) as exc:
-        raise RemoteError(f"cannot reach the RPC tracker at {address} ({_one_line(exc)})") from None
-    return sorted({info["key"].split(":")[1] for info in summary.get("server_info", []) if ":" in info["key"]})
-
-
-def check_board(tracker: str, key: str) -> None:
-    """Raise unless a server with ``key`` is registered at ``tracker`` (a request would wait forever)."""
-    keys = tracker_keys(tracker)
-    if key not in keys:
-        raise RemoteError(f"no board with key {key!r} is registered at {tracker}; registered keys: {keys or 'none'}")
 
 
 def run_remote(
@@ -84,16 +57,7 @@ def run_remote(
     try:
         return _run(session, Path(library), inputs=inputs, **options)
     except (RuntimeError, OSError) as exc:
-        raise RemoteError(f"board {key!r} at {tracker} failed to run {Path(library).name} ({_one_line(exc)})") from None
-
-
-def _check_reachable(host: str, port: int, address: str) -> None:
-    """Fail in seconds: TVM's own client retries a refused connection for a minute."""
-    try:
-        with socket.create_connection((host, port), timeout=5):
-            pass
-    except OSError as exc:
-        raise RemoteError(f"cannot reach the RPC tracker at {address} ({_one_line(exc)})") from None
+        raise RemoteError(f"board {key!r} at {tracker} failed to run {Path(library).name} ({one_line(exc)})") from None
 
 
 def _request(tracker: str, key: str, timeout_s: float):
@@ -103,7 +67,7 @@ def _request(tracker: str, key: str, timeout_s: float):
     try:
         return rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=timeout_s, max_retry=2)
     except (OSError, RuntimeError) as exc:
-        raise RemoteError(f"cannot get a session for key {key!r} from {tracker} ({_one_line(exc)})") from None
+        raise RemoteError(f"cannot get a session for key {key!r} from {tracker} ({one_line(exc)})") from None
 
 
 def _run(session, library: Path, *, key: str, inputs: np.ndarray, device: str, repeats: int, min_ms: float):
@@ -191,7 +155,3 @@ def _wait_for(ready, timeout_s: float, message: str) -> None:
         if time.monotonic() > deadline:
             raise RemoteError(f"{message} within {timeout_s:.0f} s")
         time.sleep(0.3)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from deploy.artifact import Artifact, Preprocessing
-from deploy.errors import ArtifactError
-from deploy.export import INPUT_NAME
+from deploy.compile import load_compiled
+from deploy.errors import ArtifactError, CompileError
+from deploy.session import INPUT_NAME, ort_session
+from deploy.targets import get_target
+from deploy.threads import set_tvm_threads
 
-__all__ = ["IMAGE_SUFFIXES", "Prediction", "Predictor", "load_input", "ort_session", "softmax"]
+__all__ = ["IMAGE_SUFFIXES", "ClassProbability", "Predictor", "load_input", "softmax"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +34,12 @@ MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # an input image larger than this is refuse
 
 
 @dataclass(frozen=True)
-class Prediction:
+class ClassProbability:
+    """One of an image's top-k classes: its index, its name and the model's probability for it."""
+
     label: int
     class_name: str
     probability: float
-
-
-def ort_session(onnx_path: str | Path, *, num_threads: int = 1):
-    """An ONNX Runtime CPU session with a fixed number of intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = num_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def load_input(path: str | Path, preprocessing: Preprocessing, *, preprocessed: bool = False) -> np.ndarray:
@@ -167,8 +161,6 @@ class Predictor:
             self._session = ort_session(artifact.onnx_path, num_threads=num_threads)
         else:
             self._compiled = _load_library(artifact)
-            from deploy.benchmark import set_tvm_threads
-
             set_tvm_threads(num_threads)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -176,21 +168,17 @@ class Predictor:
             return self._session.run(None, {INPUT_NAME: batch})[0]
         return self._compiled.run(batch)
 
-    def predict(self, batch: np.ndarray, *, top_k: int = 1) -> list[list[Prediction]]:
+    def predict(self, batch: np.ndarray, *, top_k: int = 1) -> list[list[ClassProbability]]:
         names = self.artifact.manifest.class_names
         probabilities = softmax(self.logits(batch))
         ranked = np.argsort(-probabilities, axis=1)[:, :top_k]
         return [
-            [Prediction(int(label), names[label], float(row[label])) for label in labels]
+            [ClassProbability(int(label), names[label], float(row[label])) for label in labels]
             for row, labels in zip(probabilities, ranked)
         ]
 
 
 def _load_library(artifact: Artifact):
-    from deploy.compile import load_compiled
-    from deploy.errors import CompileError
-    from deploy.targets import get_target
-
     manifest = artifact.manifest
     runnable, reason = get_target(manifest.target).runs_on_host()
     if not runnable:

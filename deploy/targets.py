@@ -15,7 +15,7 @@ from typing import Any
 
 from deploy.errors import CompileError
 
-__all__ = ["DeployTarget", "get_target", "known_targets", "register_target"]
+__all__ = ["DeployTarget", "cuda_available", "get_target", "host_target", "known_targets", "register_target"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,18 @@ def get_target(name: str) -> DeployTarget:
     return _TARGETS[name]
 
 
+def host_target() -> DeployTarget:
+    """The registered CPU target of this machine's architecture: what the cpu-tvm device builds for."""
+    for target in _TARGETS.values():
+        if target.device == "cpu" and target.is_host_arch():
+            return target
+    raise CompileError(
+        f"no registered CPU target for this host ({platform.machine()}); known targets: {', '.join(known_targets())}"
+    )
+
+
 def cuda_available() -> tuple[bool, str]:
+    """Whether this TVM build and this machine can run CUDA code, and why not."""
     import tvm
 
     if not tvm.runtime.enabled("cuda"):
@@ -96,6 +107,7 @@ def cuda_available() -> tuple[bool, str]:
 
 
 def _cuda_arch() -> str:
+    """``sm_XY`` of GPU 0; refused with the reason when there is no usable GPU."""
     import tvm
 
     available, reason = cuda_available()

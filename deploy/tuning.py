@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import CompileError
+from deploy.tracker import check_board, parse_tracker
 
 __all__ = ["Measurer", "TuningReport", "apply_database", "tune_module"]
 
@@ -209,8 +210,6 @@ def _runner(measurer: Measurer) -> Iterator[Any]:
         with _env("TVM_NUM_THREADS", str(measurer.num_threads)):  # the runner's worker process inherits it
             yield ms.runner.LocalRunner(evaluator_config=evaluator)
         return
-    from deploy.rpc import check_board, parse_tracker
-
     check_board(measurer.rpc_tracker, measurer.rpc_key)
     host, port = parse_tracker(measurer.rpc_tracker)
     config = ms.runner.RPCConfig(

@@ -34,6 +34,7 @@ from onnx import numpy_helper
 from deploy.onnx_file import read_onnx
 from latency_estimator.errors import EstimatorError
 from latency_estimator.subgraph import Subgraph
+from search_spaces.errors import one_line
 from search_spaces.plan import OpSpec
 
 __all__ = ["SUPPORTED_OPERATORS", "decompose_onnx"]
@@ -88,7 +89,7 @@ class _Graph:
         try:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-            raise EstimatorError(f"{source}: ONNX shape inference failed ({' '.join(str(exc).split())})") from None
+            raise EstimatorError(f"{source}: ONNX shape inference failed ({one_line(exc)})") from None
         g = inferred.graph
         constants = {t.name: t for t in g.initializer}
         inputs = {i.name for i in g.input if i.name not in constants}

@@ -18,24 +18,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from latency_estimator.csv_rows import read_csv_rows, write_csv_rows
 from latency_estimator.devices.base import Device, Measurement
 from latency_estimator.errors import EstimatorError
-from latency_estimator.passes import Timed, fastest_of_passes
-from latency_estimator.profiling import (
-    read_csv_rows,
-    reference_networks,
-    shipped_spaces_for,
-    warn_if_busy,
-    write_csv_rows,
-)
-from latency_estimator.regressor import LatencyEstimator
+from latency_estimator.estimator import LatencyEstimator
+from latency_estimator.machine import warn_if_busy
+from latency_estimator.networks import distinct_networks, reference_networks
+from latency_estimator.passes import ProgressFn, Timed, fastest_of_passes
 from latency_estimator.subgraph import decompose_arch, weight_mb
 from search_spaces import ArchConfig, baseline_arch
 
@@ -51,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 WEIGHT_BINS_MB = (2, 4, 8, 16)  # upper edges of the weight-size bins of reports; the last bin is open
 CSV_FIELDS = ("name", "source", "arch_id", "measured_ms", "predicted_ms", "spread", "passes", "runner_up_ms", "arch")
 
@@ -134,19 +128,12 @@ def evaluation_networks(
 ) -> list[tuple[str, str, ArchConfig]]:
     """(name, source, arch): ``models`` distinct sampled architectures not in ``exclude``, the baseline,
     and the reference networks."""
-    spaces = [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
-    rng = np.random.default_rng([seed, 104729])  # a stream apart from profiling's
-    sampled: dict[str, tuple[str, str, ArchConfig]] = {}
-    for attempt in range(100 * models):
-        if len(sampled) >= models:
-            break
-        space = spaces[attempt % len(spaces)]
-        arch = space.sample(rng)
-        if arch.arch_id not in exclude:
-            sampled.setdefault(arch.arch_id, (arch.arch_id, f"space:{space.name}", arch))
+    # A stream apart from profiling's and the overhead term's.
+    drawn = distinct_networks(parallelism_factor, count=models, stream=(seed, 104729), exclude=exclude)
+    sampled = [(arch.arch_id, f"space:{space}", arch) for space, arch in drawn]
     fixed = [("baseline", "baseline", baseline_arch(parallelism_factor=parallelism_factor))]
     fixed += [(name, "reference", arch) for name, arch in reference_networks().items()]
-    return list(sampled.values()) + fixed
+    return sampled + fixed
 
 
 def evaluate_estimator(

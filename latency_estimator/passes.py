@@ -29,11 +29,12 @@ from typing import NamedTuple, TypeVar
 
 from latency_estimator.devices.base import Measurement, PassPlan
 
-__all__ = ["Timed", "fastest_of_passes"]
+__all__ = ["ProgressFn", "Timed", "fastest_of_passes"]
 
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
+ProgressFn = Callable[[int, int], None]  # (done so far, total to do)
 
 
 class Timed(NamedTuple):

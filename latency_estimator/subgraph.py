@@ -95,7 +95,6 @@ class Subgraph:
         """
         if parallelism_factor < 1:
             raise EstimatorError(f"`parallelism_factor >= 1` must hold, but got {parallelism_factor=}")
-        p = parallelism_factor
         out_c, out_h, out_w = self.out_shape
         moved = self.bytes_read + self.bytes_written + 2 * self.bytes_intermediate
         values: dict[str, float] = {
@@ -119,11 +118,11 @@ class Subgraph:
             "bytes_written": self.bytes_written,
             "bytes_intermediate": self.bytes_intermediate,
             "arithmetic_intensity": self.macs / moved if moved else 0.0,
-            "macs_padded": sum(padded_macs(op, p) for op in self.ops),
+            "macs_padded": sum(padded_macs(op, parallelism_factor) for op in self.ops),
         }
         for label, channels in (("in", self.in_channels), ("hidden", self.hidden_channels), ("out", out_c)):
-            values[f"{label}_channels_mod_p"] = channels % p
-            values[f"{label}_channels_ceil_p"] = -(-channels // p)
+            values[f"{label}_channels_mod_p"] = channels % parallelism_factor
+            values[f"{label}_channels_ceil_p"] = -(-channels // parallelism_factor)
         values.update({f"kind_{kind}": float(self.kind == kind) for kind in KINDS})
         values.update({f"activation_{act}": float(self.activation == act) for act in ACTIVATIONS})
         return {key: float(value) for key, value in values.items()}
@@ -190,9 +189,9 @@ def weight_mb(subgraphs: list[Subgraph]) -> float:
     return sum(sg.params for sg in subgraphs) * BYTES_PER_ELEMENT / 1e6
 
 
-def padded_macs(op: OpSpec, p: int) -> int:
+def padded_macs(op: OpSpec, parallelism_factor: int) -> int:
     c_in, c_out, (_, h_out, w_out) = op.in_shape[0], op.out_shape[0], op.out_shape
-    pad = lambda c: -(-c // p) * p  # noqa: E731
+    pad = lambda c: -(-c // parallelism_factor) * parallelism_factor  # noqa: E731
     if op.kind == "conv":  # a depthwise conv fills 1 of P input lanes: counted as P
         return h_out * w_out * pad(c_out) * pad(c_in // op.groups) * op.kernel * op.kernel
     if op.kind == "linear":

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search_spaces.errors import EdgeNasError
+from search_spaces.errors import EdgeNasError, one_line
 
 __all__ = [
     "DATASETS",
@@ -377,7 +377,7 @@ def _read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"{path}: unreadable ({_one_line(exc)})") from None
+        raise DatasetError(f"{path}: unreadable ({one_line(exc)})") from None
 
 
 @register_dataset("npz")
@@ -395,7 +395,7 @@ def _load_npz(data_dir: Path | None, resolution: int) -> RawImages:
         with archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
-        raise DatasetError(f"{data_dir}: unreadable .npz ({_one_line(exc)})") from None
+        raise DatasetError(f"{data_dir}: unreadable .npz ({one_line(exc)})") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DatasetError(f"{data_dir}: missing array {key!r}; found {sorted(arrays)}")
@@ -491,7 +491,7 @@ def _image_mode(path: Path) -> str:
         with Image.open(path) as image:
             return image.mode
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from None
+        raise DatasetError(f"{path}: unreadable image ({one_line(exc)})") from None
 
 
 def _read_image(path: Path, mode: str, resolution: int) -> np.ndarray:
@@ -503,12 +503,8 @@ def _read_image(path: Path, mode: str, resolution: int) -> np.ndarray:
             image = image.convert(mode).resize((resolution, resolution), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({_one_line(exc)})") from None
+        raise DatasetError(f"{path}: unreadable image ({one_line(exc)})") from None
     return pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 DATASETS: tuple[str, ...] = tuple(_LOADERS)

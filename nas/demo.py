@@ -26,7 +26,6 @@ import numpy as np
 from nas.cli import main as edgenas
 from nas.cli.common import human_bytes
 from nas.datasets import load_dataset
-from nas.search.runner import load_or_build_estimator
 from nas.training import TrainConfig, train_arch
 from search_spaces import (
     SHIPPED_SPACES,
@@ -83,9 +82,11 @@ def train_baseline(epochs: int) -> None:
 
 
 def estimate_baseline() -> None:
+    from latency_estimator import obtain_estimator
+
     step(f"3. Latency estimator for {DEVICE}")
     start = time.perf_counter()
-    estimator = load_or_build_estimator(DEVICE)  # the search's own way: load it, or build it (seconds)
+    estimator = obtain_estimator(DEVICE)  # the search's own way: load it, or build it (seconds)
     print(f"estimator ready in {time.perf_counter() - start:.1f} s")
     prediction = estimator.predict(baseline_arch())
     print(f"baseline predicted latency on {DEVICE}: {prediction.latency_ms:.4f} ms; slowest subgraphs:")

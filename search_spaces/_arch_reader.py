@@ -1,17 +1,23 @@
-"""Decode an ArchConfig from parsed YAML/JSON, checking every field."""
+"""Decode an ArchConfig from parsed YAML/JSON, checking every field.
+
+The reader builds the stem, stage and head records and returns the keyword
+arguments of an ArchConfig; ``ArchConfig.from_dict`` (and ``load``) call it,
+so this module sits below ``search_spaces.arch`` and never imports it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from search_spaces._arch_parts import ACTIVATIONS, BLOCK_TYPES, HeadConfig, StageConfig, StemConfig
 from search_spaces._reader import Node, check_strides
-from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES, ArchConfig, HeadConfig, StageConfig, StemConfig
 from search_spaces.heads import HEAD_TYPES
 
 STAGE_KEYS = ["block", "kernel", "expansion", "channels", "depth", "stride"]
 
 
-def read_arch(data: Any, source: str) -> ArchConfig:
+def read_arch_fields(data: Any, source: str) -> dict[str, Any]:
+    """The checked fields of the ArchConfig in ``data``, as keyword arguments."""
     root = Node(data, source)
     keys = root.mapping(
         required=["input_channels", "resolution", "channel_divisor", "activation", "stem", "stages", "head"]
@@ -19,7 +25,7 @@ def read_arch(data: Any, source: str) -> ArchConfig:
     stem = keys["stem"].mapping(required=["kernel", "channels", "stride"])
     head = keys["head"].mapping(required=["type", "channels", "num_classes"], optional=["dropout"])
     stages = keys["stages"].sequence()
-    arch = ArchConfig(
+    fields = dict(
         input_channels=keys["input_channels"].integer(low=1),
         resolution=keys["resolution"].integer(low=1),
         channel_divisor=keys["channel_divisor"].integer(low=1),
@@ -37,8 +43,8 @@ def read_arch(data: Any, source: str) -> ArchConfig:
             dropout=head["dropout"].number(low=0.0, high=0.9) if "dropout" in head else 0.0,
         ),
     )
-    _check_strides(arch, source)
-    return arch
+    _check_strides(fields, source)
+    return fields
 
 
 def _read_stage(node: Node) -> StageConfig:
@@ -53,7 +59,7 @@ def _read_stage(node: Node) -> StageConfig:
     )
 
 
-def _check_strides(arch: ArchConfig, source: str) -> None:
-    strides = [("stem.stride", arch.stem.stride)]
-    strides += [(f"stages[{i}].stride", stage.stride) for i, stage in enumerate(arch.stages)]
-    check_strides(source, arch.resolution, strides)
+def _check_strides(fields: dict[str, Any], source: str) -> None:
+    strides = [("stem.stride", fields["stem"].stride)]
+    strides += [(f"stages[{i}].stride", stage.stride) for i, stage in enumerate(fields["stages"])]
+    check_strides(source, fields["resolution"], strides)

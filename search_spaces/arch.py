@@ -6,8 +6,10 @@ string in the spirit of timm's block strings::
 
     stem_k3_c16_s1 @32 | ibn_k3_e1_c16_s1 x1 | fibn_k3_e4_c24_s2 x2 | ... | head_c320
 
-Decoding and validating a file is kept apart from building a module
-(``search_spaces.builder``) and from counting (``search_spaces.counts``).
+The stem, stage and head records live in ``search_spaces._arch_parts``;
+decoding and validating a file in ``search_spaces._arch_reader`` (which builds
+those records and hands back the fields of an ArchConfig), apart from building
+a module (``search_spaces.builder``) and from counting (``search_spaces.counts``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from typing import Any
 
 import yaml
 
-from search_spaces.safe_files import parse_json, parse_yaml, read_text
+from search_spaces._arch_parts import (
+    ACTIVATIONS,
+    BLOCK_TYPES,
+    HeadConfig,
+    StageConfig,
+    StemConfig,
+    expanded_channels,
+)
+from search_spaces._arch_reader import read_arch_fields
+from search_spaces.documents import read_document
+from search_spaces.errors import SearchSpaceError
 
 __all__ = [
     "BLOCK_TYPES",
@@ -32,48 +44,6 @@ __all__ = [
     "StemConfig",
     "expanded_channels",
 ]
-
-# Block types a stage may use; the short name is the block-string prefix.
-BLOCK_TYPES = {"ibn": "ibn", "fused_ibn": "fibn", "conv": "conv"}
-ACTIVATIONS = ("relu6", "relu", "hardswish")
-
-
-def expanded_channels(in_channels: int, expansion: float, divisor: int) -> int:
-    """Hidden width of an (fused) IBN: ``in_channels * expansion`` rounded up
-    to a multiple of ``divisor`` (the parallelism factor when the space aligns
-    channels, else 1) so that no lane of the accelerator is wasted."""
-    hidden = max(1, round(in_channels * expansion))
-    return -(-hidden // divisor) * divisor
-
-
-@dataclass(frozen=True)
-class StemConfig:
-    kernel: int
-    channels: int
-    stride: int
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    block: str  # one of BLOCK_TYPES
-    kernel: int
-    expansion: float  # ignored by the plain conv block
-    channels: int
-    depth: int  # number of repeated blocks; the first one carries the stride
-    stride: int
-
-    def block_string(self) -> str:
-        prefix = BLOCK_TYPES[self.block]
-        expansion = "" if self.block == "conv" else f"_e{_short_number(self.expansion)}"
-        return f"{prefix}_k{self.kernel}{expansion}_c{self.channels}_s{self.stride} x{self.depth}"
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    type: str  # "classification" (a segmentation head will be another type)
-    channels: int  # width of the 1x1 conv before pooling; 0 = no such conv
-    num_classes: int
-    dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,17 +92,12 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<dict>") -> ArchConfig:
-        from search_spaces._arch_reader import read_arch
-
-        return read_arch(data, source)
+        return cls(**read_arch_fields(data, source))
 
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
-        text = read_text(path, what="architecture file")
-        parse = parse_json if path.suffix == ".json" else parse_yaml
-        return cls.from_dict(parse(text, source=str(path)), source=str(path))
-
-
-def _short_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+        data = read_document(
+            path, error=SearchSpaceError, missing=f"{path}: no such architecture file", what="architecture file"
+        )
+        return cls.from_dict(data, source=str(path))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from search_spaces._reader import Node, check_strides
 from search_spaces.arch import ACTIVATIONS, BLOCK_TYPES
+from search_spaces.documents import read_document
 from search_spaces.errors import SearchSpaceError
 from search_spaces.heads import HEAD_TYPES
-from search_spaces.safe_files import parse_yaml, read_text
 from search_spaces.space import HeadSpace, SearchSpace, StageSpace, StemSpace
 
 __all__ = ["load_space", "parse_space"]
@@ -26,24 +26,29 @@ MAX_CHANNELS = 4096
 def load_space(path: str | Path, *, parallelism_factor: int | None = None) -> SearchSpace:
     """Load and validate a space; ``parallelism_factor`` overrides the file's P."""
     path = Path(path)
-    data = parse_yaml(read_text(path, what="search-space file"), source=str(path))
+    data = read_document(
+        path, error=SearchSpaceError, missing=f"{path}: no such search-space file", what="search-space file"
+    )
     return parse_space(data, source=str(path), parallelism_factor=parallelism_factor)
 
 
 def parse_space(data: object, *, source: str, parallelism_factor: int | None = None) -> SearchSpace:
     root = Node(data, source)
     keys = root.mapping(required=TOP_KEYS, optional=OPTIONAL_TOP_KEYS)
-    p = parallelism_factor if parallelism_factor is not None else keys["parallelism_factor"].integer(low=1, high=1024)
-    if p < 1:
-        raise SearchSpaceError(f"{source}: parallelism_factor (command line): got {p}, allowed an integer >= 1")
+    if parallelism_factor is None:
+        parallelism_factor = keys["parallelism_factor"].integer(low=1, high=1024)
+    elif parallelism_factor < 1:
+        raise SearchSpaceError(
+            f"{source}: parallelism_factor (command line): got {parallelism_factor}, allowed an integer >= 1"
+        )
     align = keys["align_channels"].boolean() if "align_channels" in keys else True
-    reader = _ChannelReader(p, align)
+    reader = _ChannelReader(parallelism_factor, align)
     input_keys = keys["input"].mapping(required=["channels", "resolution"])
     space = SearchSpace(
         name=keys["name"].string(),
         source=source,
         description=keys["description"].string() if "description" in keys else "",
-        parallelism_factor=p,
+        parallelism_factor=parallelism_factor,
         align_channels=align,
         input_channels=input_keys["channels"].integer(low=1, high=64),
         resolution=_choices(input_keys["resolution"], lambda n: n.integer(low=1, high=4096)),
@@ -62,8 +67,8 @@ def parse_space(data: object, *, source: str, parallelism_factor: int | None = N
 class _ChannelReader:
     """Channel choices: an explicit list, or ``{multiples_of_p: [low, high]}``."""
 
-    def __init__(self, p: int, align: bool) -> None:
-        self.p, self.align = p, align
+    def __init__(self, parallelism_factor: int, align: bool) -> None:
+        self.parallelism_factor, self.align = parallelism_factor, align
 
     def read(self, node: Node, *, allow_zero: bool = False) -> tuple[int, ...]:
         if isinstance(node.value, dict):
@@ -77,15 +82,15 @@ class _ChannelReader:
         bounds = [n.integer(low=1, high=MAX_CHANNELS) for n in bounds_node.sequence()]
         if len(bounds) != 2 or bounds[0] > bounds[1]:
             raise bounds_node.error(f"got {bounds_node.value}, allowed [low, high] with low <= high")
-        values = tuple(c for c in range(bounds[0], bounds[1] + 1) if c % self.p == 0)
+        values = tuple(c for c in range(bounds[0], bounds[1] + 1) if c % self.parallelism_factor == 0)
         if not values:
-            raise bounds_node.error(f"got {bounds}, but no multiple of P={self.p} lies in that range")
+            raise bounds_node.error(f"got {bounds}, but no multiple of P={self.parallelism_factor} lies in that range")
         return values
 
     def _aligned(self, node: Node, channels: int) -> int:
-        if self.align and channels % self.p:
+        if self.align and channels % self.parallelism_factor:
             raise node.error(
-                f"got {channels}, allowed a multiple of the parallelism factor P={self.p} "
+                f"got {channels}, allowed a multiple of the parallelism factor P={self.parallelism_factor} "
                 f"(set align_channels: false to allow any count)"
             )
         return channels

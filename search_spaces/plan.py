@@ -111,9 +111,9 @@ def plan_network(arch: ArchConfig) -> tuple[BlockPlan, ...]:
     return tuple(blocks)
 
 
-def _stage_block(name: str, stage: StageConfig, shape: Shape, stride: int, divisor: int) -> BlockPlan:
+def _stage_block(name: str, stage: StageConfig, shape: Shape, stride: int, channel_divisor: int) -> BlockPlan:
     c_in, k, c_out = shape[0], stage.kernel, stage.channels
-    hidden = expanded_channels(c_in, stage.expansion, divisor)
+    hidden = expanded_channels(c_in, stage.expansion, channel_divisor)
     if stage.block == "ibn":
         ops = []
         if stage.expansion != 1:  # MobileNetV2 drops the expand conv when e == 1

@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
-from search_spaces.errors import SearchSpaceError
+from search_spaces.errors import SearchSpaceError, one_line
 from search_spaces.loader import parse_space
 from search_spaces.safe_files import parse_yaml, read_text
 from search_spaces.space import SearchSpace
@@ -73,7 +73,7 @@ class SpaceDocument:
         try:
             data = yaml_io.load(text)
         except RuamelYAMLError as exc:
-            raise SearchSpaceError(f"{source}: not valid YAML ({' '.join(str(exc).split())})") from None
+            raise SearchSpaceError(f"{source}: not valid YAML ({one_line(exc)})") from None
         if not isinstance(data, CommentedMap):
             raise SearchSpaceError(f"{source}: a search space must be a YAML mapping")
         return cls(data, source=source, yaml_io=yaml_io)

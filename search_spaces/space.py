@@ -147,9 +147,9 @@ class SearchSpace:
         )
 
     def scale_channels(self, channels: int, multiplier: float) -> int:
-        """Apply the global depth multiplier, staying on multiples of the divisor."""
-        divisor = self.channel_divisor
-        return max(divisor, int(math.floor(channels * multiplier / divisor + 0.5)) * divisor)
+        """Apply the global depth multiplier, staying on multiples of the channel divisor."""
+        channel_divisor = self.channel_divisor
+        return max(channel_divisor, int(math.floor(channels * multiplier / channel_divisor + 0.5)) * channel_divisor)
 
     def point_of(self, arch: ArchConfig) -> dict[str, Choice] | None:
         """A point of this space that resolves to ``arch``, or None if it has none."""

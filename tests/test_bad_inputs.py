@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latency_estimator.profiling import build_estimator
+from latency_estimator import build_estimator
 from nas.cli.main import main
 from search_spaces import ArchConfig, shipped_space_path
 from tests.tiny_arch import TINY

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_estimator.build import train_from_dataset
+from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.devices import get_device
 from latency_estimator.devices.base import Measurement
-from latency_estimator.profiling import MeasurementDataset, SubgraphSpec, shipped_spaces_for, train_from_dataset
+from latency_estimator.networks import searchable_spaces
+from latency_estimator.spec import SubgraphSpec
 from latency_estimator.subgraph import decompose_arch, weight_mb
 from search_spaces import plan_network
 
@@ -24,7 +27,7 @@ SLOW_OVER_MB = 8.0  # a bin edge of the weight-size feature
 
 
 def _networks(count: int, seed: int):
-    spaces = [space for space in shipped_spaces_for(16) if space.size() > 1]
+    spaces = searchable_spaces(16)
     rng = np.random.default_rng(seed)
     return [spaces[i % len(spaces)].sample(rng) for i in range(count)]
 

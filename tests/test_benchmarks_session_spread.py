@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.devices import get_device
-from latency_estimator.profiling import MeasurementDataset, profile_device
+from latency_estimator.profiling import profile_device
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "session_spread.py"
 spec = importlib.util.spec_from_file_location("session_spread", SCRIPT)

@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 from deploy import CompileError, compile_onnx, export_onnx, get_target, known_targets, random_inputs, time_compiled
-from deploy.runtime import ort_session
+from deploy.session import ort_session
 from search_spaces import ArchConfig, build_model
 from tests.tiny_arch import TINY
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deploy import RemoteError, compile_onnx, export_onnx, local_board, random_inputs, run_remote
-from deploy.rpc import parse_tracker
-from deploy.runtime import ort_session
+from deploy.session import ort_session
+from deploy.tracker import parse_tracker
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
 

@@ -133,3 +133,9 @@ def test_cpu_ort_measures_sub_50us_subgraphs() -> None:
     assert 0 < measurement.latency_ms < 0.05
     assert measurement.repeats >= device.settings.samples  # samples fill a fixed time window: more when short
     assert 0 < device.measure_overhead().latency_ms < 0.05  # one session.run() of an Identity graph
+
+
+def test_devices_answer_for_their_data_type_samples_and_simulation() -> None:
+    npu, cpu = get_device("sim-npu-p16"), get_device("cpu-ort")
+    assert (npu.dtype_bytes, npu.simulated, npu.default_samples) == (1, True, 600)  # int8, computed, cheap
+    assert (cpu.dtype_bytes, cpu.simulated, cpu.default_samples) == (4, False, 3000)  # fp32, timed, noisy

@@ -12,33 +12,25 @@ import json
 import numpy as np
 import pytest
 
+from latency_estimator.batch import SubgraphBatch
+from latency_estimator.build import build_estimator, train_estimator
+from latency_estimator.coverage import SubgraphSampler, coverage_for, synthetic_network
+from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.devices import get_device
 from latency_estimator.devices.cpu_ort import _owner
 from latency_estimator.errors import EstimatorError
+from latency_estimator.estimator import LatencyEstimator, load_estimator
 from latency_estimator.evaluation import accuracy_metrics, evaluate_estimator, plot_scatter
-from latency_estimator.profiling import (
-    HEAVY_EVERY,
+from latency_estimator.networks import (
     HEAVY_MB,
-    MeasurementDataset,
-    SubgraphSampler,
-    SubgraphSpec,
-    _network_stream,
-    build_estimator,
-    coverage_for,
     heavy_network,
-    profile_device,
     reference_networks,
+    searchable_spaces,
     shipped_spaces_for,
-    synthetic_network,
 )
-from latency_estimator.regressor import (
-    LOSSES,
-    LatencyEstimator,
-    SubgraphBatch,
-    fit_subgraph_model,
-    load_estimator,
-    train_estimator,
-)
+from latency_estimator.profiling import HEAVY_EVERY, network_stream, profile_device
+from latency_estimator.regressor import LOSSES, fit_subgraph_model
+from latency_estimator.spec import SubgraphSpec
 from latency_estimator.subgraph import decompose_arch, weight_mb
 from nas.cli.main import main
 from search_spaces import ArchConfig, baseline_arch, count_arch, plan_network
@@ -60,7 +52,7 @@ def sim_estimator(sim_dir):
 
 
 def sampled_archs(count: int, seed: int = 3):
-    spaces = [space for space in shipped_spaces_for(16) if space.size() > 1]
+    spaces = searchable_spaces(16)
     rng = np.random.default_rng(seed)
     return [spaces[i % len(spaces)].sample(rng) for i in range(count)]
 
@@ -238,7 +230,7 @@ def test_taking_rows_of_a_batch_equals_the_batch_of_those_subgraphs():
 
 
 def test_every_sixth_network_profiled_inside_networks_is_a_heavy_one():
-    stream = list(itertools.islice(_network_stream(8, coverage_for(8), seed=0), 4 * HEAVY_EVERY))
+    stream = list(itertools.islice(network_stream(8, coverage_for(8), seed=0), 4 * HEAVY_EVERY))
     weights = [weight_mb(decompose_arch(arch)) for arch in stream]
     assert all(weight > HEAVY_MB for weight in weights[::HEAVY_EVERY])
     assert sum(weight > HEAVY_MB for weight in weights) < len(weights) / 2

@@ -29,9 +29,9 @@ from hypothesis.extra import numpy as hnp
 from deploy.artifact import MANIFEST, Manifest, Preprocessing, library_name, load_artifact, write_manifest
 from deploy.export import export_onnx
 from deploy.runtime import load_input
+from latency_estimator import build_estimator
 from latency_estimator.decompose_onnx import decompose_onnx
-from latency_estimator.profiling import build_estimator
-from latency_estimator.regressor import LatencyEstimator
+from latency_estimator.estimator import LatencyEstimator
 from nas.datasets import load_dataset, read_idx
 from nas.search.settings import SearchSettings
 from nas.search.storage_url import is_rdb_url, mask_url, resolve_rdb_url, storage_secrets

@@ -64,7 +64,7 @@ def small_study(results: Path, *, study: str, trials: int, space: str = COMBINED
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory):
     """A results folder holding study ``small`` (24 trials); a real small estimator serves latency."""
-    from latency_estimator.profiling import build_estimator
+    from latency_estimator import build_estimator
 
     root = tmp_path_factory.mktemp("insights")
     with pytest.MonkeyPatch.context() as patch:
@@ -272,3 +272,19 @@ def test_derive_says_when_the_evidence_is_thin(results: Path, tmp_path: Path, ca
     printed = capsys.readouterr().out
     assert f"warning: The evidence is thin: {len(thin.pareto)} Pareto architecture(s)" in printed
     assert "The evidence is thin" in out.read_text()
+
+
+def test_insights_read_the_parallelism_factor_the_search_recorded(results: Path, tmp_path: Path) -> None:
+    """pareto.json records the device's P; insights take it from there, and only an older pareto.json without it
+    falls back to the device profile as it stands now."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "study.db").write_bytes((results / "small" / "study.db").read_bytes())
+    summary = json.loads((results / "small" / "pareto.json").read_text())
+    assert summary["device"] == {"name": DEVICE, "parallelism_factor": 32}
+    summary["device"]["parallelism_factor"] = 16
+    (folder / "pareto.json").write_text(json.dumps(summary))
+    assert open_study_record(folder).parallelism_factor == 16
+    del summary["device"]
+    (folder / "pareto.json").write_text(json.dumps(summary))
+    assert open_study_record(folder).parallelism_factor == 32

@@ -7,11 +7,13 @@ import time
 
 import pytest
 
+from latency_estimator.dataset import MeasurementDataset
 from latency_estimator.devices import get_device
 from latency_estimator.devices.base import Measurement, PassPlan
 from latency_estimator.evaluation import measure_networks
 from latency_estimator.passes import Timed, fastest_of_passes
-from latency_estimator.profiling import MeasurementDataset, SubgraphSpec, profile_device
+from latency_estimator.profiling import profile_device
+from latency_estimator.spec import SubgraphSpec
 from search_spaces import ArchConfig, plan_network
 from tests.tiny_arch import TINY
 

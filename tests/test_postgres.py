@@ -25,7 +25,7 @@ import pytest
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from latency_estimator.profiling import build_estimator
+from latency_estimator import build_estimator
 from nas.search.runner import counted_trials
 from nas.search.storage_url import resolve_rdb_url, storage_secrets
 

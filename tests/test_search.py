@@ -16,8 +16,7 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from latency_estimator import DeviceError
-from latency_estimator.profiling import build_estimator
+from latency_estimator import DeviceError, build_estimator
 from nas.cli.main import main
 from nas.datasets import DatasetError
 from nas.search import SearchError, run_search
@@ -76,6 +75,7 @@ def test_zeroshot_search_writes_results_and_resumes(tmp_path):
 
     document = json.loads((folder / "pareto.json").read_text())
     assert document["pareto"] and len(document["pareto"]) == len(result.pareto)
+    assert document["device"] == {"name": "sim-npu-p32", "parallelism_factor": 32}  # what insights read back
     for entry in document["pareto"]:
         assert ArchConfig.load(folder / entry["file"]).arch_id == entry["arch_id"]
     assert (folder / "pareto.png").stat().st_size > 10_000

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from latency_estimator.profiling import build_estimator
+from latency_estimator import build_estimator
 from nas.cli.main import main
 from nas.search import run_search
 from nas.search.report import latency_change

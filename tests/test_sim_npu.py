@@ -103,3 +103,29 @@ def test_simulation_is_exact(npu) -> None:
 
 def _settings(hw: NpuHardware) -> dict:
     return {name: getattr(hw, name) for name in hw.__dataclass_fields__}
+
+
+def test_lane_count_follows_the_parallelism_factor(tmp_path) -> None:
+    from latency_estimator.devices import PROFILES_DIR
+
+    profile = (PROFILES_DIR / "sim-npu-p16.yaml").read_text()
+    path = tmp_path / "p8-npu.yaml"
+    path.write_text(
+        profile.replace("parallelism_factor: 16", "parallelism_factor: 8").replace("mac_array_out_lanes: 16", "")
+    )
+    assert get_device(str(path)).hardware.mac_array_out_lanes == 8
+    assert get_device("sim-npu-p16", parallelism_factor=8).hardware.mac_array_out_lanes == 8  # an override moves both
+
+
+def test_a_profile_stating_two_parallelism_factors_is_refused(tmp_path) -> None:
+    from latency_estimator import DeviceError
+    from latency_estimator.devices import PROFILES_DIR
+
+    path = tmp_path / "torn-npu.yaml"
+    path.write_text(
+        (PROFILES_DIR / "sim-npu-p16.yaml").read_text().replace("mac_array_out_lanes: 16", "mac_array_out_lanes: 32")
+    )
+    with pytest.raises(
+        DeviceError, match=r"torn-npu.yaml: parallelism_factor is 16 but settings.mac_array_out_lanes is 32"
+    ):
+        get_device(str(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from latency_estimator.profiling import build_estimator
+from latency_estimator import build_estimator
 from nas.cli.main import main
 from nas.search import SearchError, run_search
 from nas.search.settings import SearchSettings

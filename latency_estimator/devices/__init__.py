@@ -68,14 +68,18 @@ def get_device(name: str, **overrides: Any) -> Device:
         if not path.is_file():
             raise DeviceError(f"unknown device {name!r}; known devices: {', '.join(available_devices())}")
     profile = DeviceProfile.load(path)
-    if overrides:
-        profile = profile.with_overrides(overrides)
     implementations = _implementations()
     if profile.device not in implementations:
         raise DeviceError(
             f"{profile.source}: device: got {profile.device!r}, allowed {sorted(implementations)} (the registered ones)"
         )
-    return implementations[profile.device](profile)
+    implementation = implementations[profile.device]
+    restated = implementation.parallelism_setting
+    if restated and "parallelism_factor" in overrides and restated in profile.settings and restated not in overrides:
+        overrides = {**overrides, restated: overrides["parallelism_factor"]}  # another P: the setting follows it
+    if overrides:
+        profile = profile.with_overrides(overrides)
+    return implementation(profile)
 
 
 def _implementations() -> dict[str, type[Device]]:

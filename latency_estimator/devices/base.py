@@ -31,6 +31,7 @@ import yaml
 from latency_estimator.errors import DeviceError
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
+from search_spaces.errors import one_line
 
 __all__ = ["Device", "DeviceProfile", "Measurement", "NetworkProfile", "PassPlan", "parse_settings"]
 
@@ -93,7 +94,7 @@ class DeviceProfile:
         try:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise DeviceError(f"{path}: cannot read device profile ({' '.join(str(exc).split())})") from None
+            raise DeviceError(f"{path}: cannot read device profile ({one_line(exc)})") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -104,16 +105,16 @@ class DeviceProfile:
         missing = [key for key in PROFILE_KEYS if key not in data]
         if unknown or missing:
             raise DeviceError(f"{source}: unknown keys {unknown}, missing keys {missing}; allowed {list(PROFILE_KEYS)}")
-        p = data["parallelism_factor"]
-        if not isinstance(p, int) or isinstance(p, bool) or p < 1:
-            raise DeviceError(f"{source}: parallelism_factor: got {p!r}, allowed a positive integer")
+        parallelism_factor = data["parallelism_factor"]
+        if not isinstance(parallelism_factor, int) or isinstance(parallelism_factor, bool) or parallelism_factor < 1:
+            raise DeviceError(f"{source}: parallelism_factor: got {parallelism_factor!r}, allowed a positive integer")
         if not isinstance(data["settings"], dict):
             raise DeviceError(f"{source}: settings: got {data['settings']!r}, allowed a mapping")
         return cls(
             name=str(data["name"]),
             device=str(data["device"]),
             description=str(data["description"]),
-            parallelism_factor=p,
+            parallelism_factor=parallelism_factor,
             settings=MappingProxyType(dict(data["settings"])),
             source=source,
         )
@@ -121,8 +122,9 @@ class DeviceProfile:
     def with_overrides(self, overrides: Mapping[str, Any]) -> DeviceProfile:
         """A copy with ``parallelism_factor`` and/or settings replaced."""
         overrides = dict(overrides)
-        p = overrides.pop("parallelism_factor", self.parallelism_factor)
-        data = {**self.to_dict(), "parallelism_factor": p, "settings": {**self.settings, **overrides}}
+        parallelism_factor = overrides.pop("parallelism_factor", self.parallelism_factor)
+        settings = {**self.settings, **overrides}
+        data = {**self.to_dict(), "parallelism_factor": parallelism_factor, "settings": settings}
         return DeviceProfile.from_dict(data, source=f"{self.source} (with overrides)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +152,10 @@ class Device(abc.ABC):
 
     Settings: ClassVar[type]
     deterministic: ClassVar[bool] = False  # True: measuring twice gives the same number
+    simulated: ClassVar[bool] = False  # True: computed, not timed; cheap to profile, so an estimator is built unasked
+    # Subgraphs to profile when the caller does not say: timed devices are noisy and need more than a simulator.
+    default_samples: ClassVar[int] = 1500
+    parallelism_setting: ClassVar[str | None] = None  # a key of ``settings`` that restates P, if any: kept equal to it
 
     def __init__(self, profile: DeviceProfile) -> None:
         self.profile = profile
@@ -162,6 +168,11 @@ class Device(abc.ABC):
     @property
     def parallelism_factor(self) -> int:
         return self.profile.parallelism_factor
+
+    @property
+    def dtype_bytes(self) -> int:
+        """Bytes per activation and weight value as the device computes (4: fp32); memory budgets count with it."""
+        return 4
 
     @abc.abstractmethod
     def measure_subgraph(self, subgraph: Subgraph) -> Measurement:

@@ -40,6 +40,7 @@ from latency_estimator.errors import DeviceError
 from latency_estimator.onnx_graph import arch_model, subgraph_model
 from latency_estimator.subgraph import Subgraph, decompose_arch
 from search_spaces.arch import ArchConfig
+from search_spaces.errors import one_line
 
 __all__ = ["OnnxRuntimeCpu", "OrtSettings"]
 
@@ -62,6 +63,7 @@ class OrtSettings(TimingSettings):
 @register_device("onnxruntime-cpu")
 class OnnxRuntimeCpu(Device):
     Settings = OrtSettings
+    default_samples = 3000  # timed, so noisy: the cpu-ort accuracy target needs 3,000
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
@@ -178,9 +180,7 @@ class OnnxRuntimeCpu(Device):
         try:
             return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own unexported exception types
-            raise DeviceError(
-                f"{self.name}: ONNX Runtime cannot load the model ({' '.join(str(exc).split())})"
-            ) from exc
+            raise DeviceError(f"{self.name}: ONNX Runtime cannot load the model ({one_line(exc)})") from exc
 
     def _timing(self) -> TimingSettings:
         names = {field.name for field in fields(TimingSettings)}

@@ -1,11 +1,11 @@
 """cpu-tvm and cuda: real timing of TVM-compiled code (Relax VM).
 
-Each subgraph's ONNX graph (:mod:`latency_estimator.onnx_graph`) is imported
-with Relax's ONNX frontend, lowered and built as the deploy step builds it
-(:func:`lower_onnx`: conv + bias + activation fused) for the profile's target
-(``llvm`` for the host CPU, ``cuda`` for an NVIDIA GPU), untuned unless
-``tuning_db`` names a MetaSchedule database folder (deploy's ``--tuning-db``),
-and timed through the VM with cpu-ort's loop (:mod:`._timing`).
+Each subgraph's ONNX graph (:mod:`latency_estimator.onnx_graph`) is built by
+deploy's compiler (:func:`deploy.compile.compile_onnx`: the same lowering,
+target and thread setup as what deploy ships) for the profile's target
+(``llvm``: deploy's target for this host's CPU, ``cuda``: an NVIDIA GPU),
+untuned unless ``tuning_db`` names a MetaSchedule database folder (deploy's
+``--tuning-db``), and timed through the VM with cpu-ort's loop (:mod:`._timing`).
 Compiling takes seconds per subgraph; there is no time target for it.
 """
 
@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 import onnx
 
+from deploy.compile import CompiledModel, compile_onnx
+from deploy.errors import CompileError
+from deploy.targets import DeployTarget, cuda_available, get_target, host_target
+from deploy.threads import set_tvm_threads
 from latency_estimator.devices import register_device
 from latency_estimator.devices._timing import TimingSettings, measure_stably
 from latency_estimator.devices.base import Device, DeviceProfile, Measurement
 from latency_estimator.errors import DeviceError
-from latency_estimator.onnx_graph import INPUT, arch_model, subgraph_model
+from latency_estimator.onnx_graph import arch_model, subgraph_model
 from latency_estimator.subgraph import Subgraph
 from search_spaces.arch import ArchConfig
 
-__all__ = ["TvmDevice", "TvmSettings", "compile_onnx", "lower_onnx"]
+__all__ = ["TvmDevice", "TvmSettings"]
 
 logger = logging.getLogger(__name__)
 TARGET_KINDS = ("llvm", "cuda")
@@ -52,6 +56,7 @@ class TvmSettings(TimingSettings):
 @register_device("tvm")
 class TvmDevice(Device):
     Settings = TvmSettings
+    default_samples = 800  # compiles each subgraph: about 1 s apiece
 
     def __init__(self, profile: DeviceProfile) -> None:
         super().__init__(profile)
@@ -59,16 +64,15 @@ class TvmDevice(Device):
 
     def is_available(self) -> tuple[bool, str]:
         try:
-            import tvm
+            import tvm  # noqa: F401  (installed?)
         except ImportError as exc:
             return False, f"TVM is not installed ({exc})"
         if self.settings.target == "cuda":
             if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):
                 return False, "no NVIDIA GPU on this machine (no /dev/nvidiactl, no nvidia-smi)"
-            if not tvm.runtime.enabled("cuda"):
-                return False, "this TVM build has no CUDA runtime"
-            if not tvm.cuda(0).exist:
-                return False, "TVM finds no CUDA device 0 (driver not loaded?)"
+            cuda, reason = cuda_available()
+            if not cuda:
+                return False, reason
         if self.settings.tuning_db and not Path(self.settings.tuning_db).is_dir():
             return False, f"tuning database {self.settings.tuning_db} does not exist"
         return True, ""
@@ -82,18 +86,16 @@ class TvmDevice(Device):
     def measure_onnx(self, model: onnx.ModelProto, *, what: str = "model") -> Measurement:
         """Compile and time a single-input ONNX model whose input is ``input``."""
         import tvm
-        from tvm import relax
 
         available, reason = self.is_available()
         if not available:
             raise DeviceError(f"{self.name}: not available here: {reason}")
-        self._configure_threads()
-        dev = tvm.cuda(0) if self.settings.target == "cuda" else tvm.cpu(0)
-        executable = compile_onnx(model, target=self.target(), tuning_db=self.settings.tuning_db)
-        vm = relax.VirtualMachine(executable, dev)
-        shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-        data = np.random.default_rng(self.settings.seed).standard_normal(shape, dtype=np.float32)
-        x, main = tvm.runtime.tensor(data, dev), vm["main"]
+        if self.settings.target == "llvm":
+            set_tvm_threads(self.settings.num_threads)
+        compiled = self.compile(model)
+        dev = compiled.device()
+        data = np.random.default_rng(self.settings.seed).standard_normal(compiled.input_shape, dtype=np.float32)
+        x, main = tvm.runtime.tensor(data, dev), compiled.vm()["main"]
 
         def run() -> None:
             main(x)
@@ -102,71 +104,27 @@ class TvmDevice(Device):
         timing = TimingSettings(**{f.name: getattr(self.settings, f.name) for f in fields(TimingSettings)})
         return measure_stably(run, timing, what=f"{self.name} {what}")
 
-    def target(self) -> dict[str, Any]:
-        """The TVM target as a dict (string targets are rejected by TVM 0.27)."""
-        from tvm.target import codegen
+    def compile(self, model: onnx.ModelProto) -> CompiledModel:
+        """``model`` built as deploy builds what it ships, for this profile's target, threads and tuning."""
+        try:
+            return compile_onnx(
+                model,
+                target=self.deploy_target().name,
+                tuning_db=self.settings.tuning_db,
+                num_threads=self.settings.num_threads,
+            )
+        except CompileError as exc:
+            raise DeviceError(f"{self.name}: {exc}") from None
 
-        if self.settings.target == "cuda":
-            return {"kind": "cuda", "arch": _cuda_arch()}
-        return {
-            "kind": "llvm",
-            "mtriple": codegen.llvm_get_system_triple(),
-            "mcpu": codegen.llvm_get_system_cpu(),
-            "num-cores": self.settings.num_threads,  # as deploy's targets say it
-        }
+    def deploy_target(self) -> DeployTarget:
+        """Deploy's target this device builds for: ``cuda``, or the one of this host's CPU (llvm)."""
+        return get_target("cuda") if self.settings.target == "cuda" else host_target()
+
+    def target(self) -> dict[str, Any]:
+        """The TVM target dict, resolved by deploy (string targets are rejected by TVM 0.27)."""
+        return self.deploy_target().resolve(num_threads=self.settings.num_threads)
 
     def metadata(self) -> dict[str, Any]:
         import tvm
 
         return {**super().metadata(), "tvm": tvm.__version__, "target": self.target(), "onnx": onnx.__version__}
-
-    def _configure_threads(self) -> None:
-        if self.settings.target == "llvm":
-            import tvm
-
-            tvm.get_global_func("runtime.config_threadpool")(0, self.settings.num_threads)
-
-
-def lower_onnx(model: onnx.ModelProto, target: dict[str, Any]):
-    """ONNX -> the Relax module that is built: batch norm decomposed, every op legalised to TIR, conv + bias +
-    activation (+ residual add) fused. The same passes as ``deploy.compile.lower_onnx`` (this package may not
-    import ``deploy``; ``tests/test_tvm_device.py`` checks the two modules are equal)."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
-
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    mod = from_onnx(model, shape_dict={INPUT: shape}, keep_params_in_input=False)
-    with tvm.target.Target(target):
-        return tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                relax.get_pipeline("zero"),
-            ]
-        )(mod)
-
-
-def compile_onnx(model: onnx.ModelProto, *, target: dict[str, Any], tuning_db: str | None = None):
-    """ONNX -> executable for ``target``, as deploy builds it; applies a MetaSchedule database when given."""
-    import tvm
-    from tvm import relax
-    from tvm.s_tir import meta_schedule as ms
-
-    try:
-        tvm_target = tvm.target.Target(target)
-        mod = lower_onnx(model, target)
-        if tuning_db:
-            database = ms.database.JSONDatabase(work_dir=str(tuning_db), allow_missing=False)
-            with tvm_target, database:
-                mod = relax.transform.MetaScheduleApplyDatabase()(mod)
-        return relax.build(mod, target=tvm_target)
-    except tvm.error.TVMError as exc:
-        raise DeviceError(f"TVM cannot compile the model for {target} ({' '.join(str(exc).split())[:500]})") from exc
-
-
-def _cuda_arch() -> str:
-    import tvm
-
-    major, minor = tvm.cuda(0).compute_version.split(".")
-    return f"sm_{major}{minor}"

@@ -28,11 +28,10 @@ from deploy import (
     load_weights,
 )
 from nas.cli.common import format_table, human_bytes, int_at_least
-from nas.cli.train import add_dataset_arguments
-from nas.datasets import Dataset, load_dataset
+from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
+from nas.datasets import Dataset
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
 from search_spaces import ArchConfig
-from search_spaces.arch_file import load_arch
 from search_spaces.errors import EdgeNasError
 
 logger = logging.getLogger(__name__)
@@ -98,10 +97,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     )
     if settings.rpc_tracker is not None:  # an unreachable board fails before training
         check_board(settings.rpc_tracker, settings.rpc_key)
-    arch = load_arch(args.arch)
-    dataset = load_dataset(
-        args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
-    )
+    arch, dataset = load_arch_and_dataset(args)
     check_compatible(arch, dataset)
     model, accuracy = _trained_model(arch, dataset, args)
     out = args.out or Path("dist") / f"{arch.arch_id}-{args.target}"
@@ -138,14 +134,15 @@ def _trained_model(arch: ArchConfig, dataset: Dataset, args: argparse.Namespace)
 
 def estimated_latencies(arch: ArchConfig) -> dict[str, float]:
     """Predicted latency (ms) on every device that has a trained estimator in its default folder."""
-    from latency_estimator import available_devices, default_estimator_dir, load_estimator
+    from latency_estimator import available_devices, default_estimator_dir, obtain_estimator
 
     estimates = {}
     for device in available_devices():
         if not default_estimator_dir(device).is_dir():
             continue
         try:
-            estimates[device] = round(load_estimator(device).predict(arch).latency_ms, 5)
+            estimator = obtain_estimator(device, build_if_missing=False)
+            estimates[device] = round(estimator.predict(arch).latency_ms, 5)
         except EdgeNasError as exc:  # a stale or foreign estimator only loses its column
             logger.warning("no latency estimate for %s: %s", device, exc)
     return estimates

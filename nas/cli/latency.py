@@ -3,7 +3,7 @@
 All four work on one folder per device (``--dir``, default
 ``results/estimators/<device>``, or ``$EDGENAS_ESTIMATORS/<device>``): profile
 appends measurements there, train writes the estimator beside them, evaluate
-and predict load it.
+and predict load it (predict, like a search, builds a simulated device's estimator when there is none).
 """
 
 from __future__ import annotations
@@ -11,12 +11,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latency_estimator.decompose_onnx import decompose_onnx
-from latency_estimator.devices import available_devices, get_device
-from latency_estimator.errors import EstimatorError
-from latency_estimator.evaluation import evaluate_estimator, plot_scatter, write_csv
-from latency_estimator.profiling import MeasurementDataset, default_samples, profile_device, train_from_dataset
-from latency_estimator.regressor import LatencyEstimator, default_estimator_dir
+from latency_estimator import (
+    EstimatorError,
+    LatencyEstimator,
+    MeasurementDataset,
+    available_devices,
+    decompose_onnx,
+    default_estimator_dir,
+    evaluate_estimator,
+    get_device,
+    obtain_estimator,
+    profile_device,
+    train_from_dataset,
+)
+from latency_estimator.evaluation import plot_scatter, write_csv
 from nas.cli.common import format_table
 from search_spaces.arch_file import load_arch
 
@@ -82,7 +90,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
         dataset = profile_device(
             device,
-            samples=default_samples(device) if args.samples is None else args.samples,
+            samples=device.default_samples if args.samples is None else args.samples,
             directory=directory,
             networks=args.networks,
             seed=args.seed,
@@ -154,7 +162,7 @@ def _metric_cells(values: dict[str, float]) -> list[object]:
 
 def run_predict(args: argparse.Namespace) -> int:
     device = get_device(args.device)
-    estimator = LatencyEstimator.load(_directory(args), device=device.name, profile=device.profile.to_dict())
+    estimator = obtain_estimator(device, directory=_directory(args))  # a simulated device's is built if missing
     if args.file.suffix == ".onnx":
         prediction = estimator.predict_subgraphs(decompose_onnx(args.file))
         title = str(args.file)

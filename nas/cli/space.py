@@ -17,14 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     validate = commands.add_parser("validate", help="check one or more search-space files against the schema")
     validate.add_argument("files", nargs="+", help="search-space YAML files")
-    _add_p(validate)
+    _add_parallelism_factor(validate)
     validate.set_defaults(func=validate_spaces)
 
     show = commands.add_parser("show", help="size of a space and a few sampled architectures")
     show.add_argument("file", help="search-space YAML file")
     show.add_argument("--samples", type=int_at_least(0), default=5, help="architectures to sample (default 5)")
     show.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    _add_p(show)
+    _add_parallelism_factor(show)
     show.set_defaults(func=show_space)
 
     from nas.cli.analyze import register_derive, register_diff  # expert-in-the-loop tools
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_diff(commands)
 
 
-def _add_p(parser: argparse.ArgumentParser) -> None:
+def _add_parallelism_factor(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parallelism-factor", "-P", type=int, default=None, help="override the file's parallelism factor P"
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from nas.datasets import DATASETS, load_dataset
+from nas.datasets import DATASETS, Dataset, load_dataset
 from nas.training import TrainConfig, train_arch
-from search_spaces import count_arch
+from search_spaces import ArchConfig, count_arch
 from search_spaces.arch_file import load_arch
 
 
@@ -17,6 +17,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
     parser.add_argument("--data-dir", default=None, help="folder or file of the dataset (fashion-mnist, folder, npz)")
     parser.add_argument("--train-limit", type=int, default=None, help="use at most this many training images")
+
+
+def load_arch_and_dataset(args: argparse.Namespace) -> tuple[ArchConfig, Dataset]:
+    """The ``--arch`` file and the dataset of :func:`add_dataset_arguments` at its resolution, split by ``--seed``."""
+    arch = load_arch(args.arch)  # an ARCH file, or a one-point space
+    dataset = load_dataset(
+        args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
+    )
+    return arch, dataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    arch = load_arch(args.arch)
-    dataset = load_dataset(
-        args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
-    )
+    arch, dataset = load_arch_and_dataset(args)
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,

@@ -35,7 +35,6 @@ from nas.insights.stats import (
     choice_usage,
     compute_importances,
     latency_breakdown,
-    load_estimator_for,
     stage_stats,
 )
 from nas.insights.study import StudyRecord, open_study_record
@@ -70,9 +69,11 @@ def analyze_study(
     folder: str | Path, *, storage: str | None = None, evaluator: str = "fanova", seed: int = 0, write: bool = True
 ) -> Insights:
     """Compute the insights of the study in ``folder``; with ``write``, write insights.md and the plot there."""
+    from latency_estimator import obtain_estimator
+
     record = open_study_record(folder, storage=storage)
     logger.info("analysing study %r: %d trials, %d Pareto", record.name, len(record.trials), len(record.pareto))
-    estimator = load_estimator_for(record.device)
+    estimator = obtain_estimator(record.device)  # as the search obtained it
     importances = compute_importances(record, evaluator=evaluator, seed=seed)
     usage = choice_usage(
         record.space, pareto=[p.arch for p in record.pareto], tried=[t.trial.params for t in record.evaluated()]
@@ -207,15 +208,15 @@ def _importance_section(insights: Insights) -> list[str]:
 
 
 def _stage_section(insights: Insights) -> list[str]:
-    p = insights.record.parallelism_factor
+    parallelism_factor = insights.record.parallelism_factor
     lines = [
         "## Pareto architectures, per stage",
         "",
         "Fused vs IBN: the stage's estimated latency with fused IBN relative to IBN, all else equal "
         "(median over the Pareto architectures). Mean objective: complete trials with the stage fused / IBN.",
         "",
-        f"| stage | output | fused IBN | verdict | channels | kernel | aligned to P={p} | fused vs IBN latency "
-        "| mean objective fused / IBN |",
+        f"| stage | output | fused IBN | verdict | channels | kernel | aligned to P={parallelism_factor} "
+        "| fused vs IBN latency | mean objective fused / IBN |",
         "|---:|---:|---:|---|---|---|---:|---:|---:|",
     ]
     for s in insights.stages:

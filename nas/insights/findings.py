@@ -115,16 +115,18 @@ def alignment_findings(stages: Sequence[StageStats], *, parallelism_factor: int,
     if not total:
         return []
     aligned = sum(s.aligned for s in stages)
-    p = parallelism_factor
     if align_channels:
-        text = f"every channel count on the Pareto front is a multiple of P={p} (the space allows no other)"
+        text = (
+            f"every channel count on the Pareto front is a multiple of P={parallelism_factor} "
+            "(the space allows no other)"
+        )
     elif aligned == total:
-        text = f"the Pareto front chose channel counts aligned to P={p} in every stage"
+        text = f"the Pareto front chose channel counts aligned to P={parallelism_factor} in every stage"
     else:
         worst = min(stages, key=lambda s: s.aligned / s.n_pareto)
         text = (
-            f"{total - aligned} of {total} stage widths on the Pareto front are not multiples of P={p} "
-            f"(most in stage {worst.stage}); aligning them wastes no lanes"
+            f"{total - aligned} of {total} stage widths on the Pareto front are not multiples of "
+            f"P={parallelism_factor} (most in stage {worst.stage}); aligning them wastes no lanes"
         )
     evidence = "; ".join(
         f"stage {s.stage}: {s.aligned}/{s.n_pareto} aligned, channels {_counts(s.channels)}" for s in stages

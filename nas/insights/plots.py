@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nas.insights.stats import Breakdown
+from nas.search.plots import save_figure
 
 __all__ = ["plot_breakdown"]
 
@@ -47,9 +47,5 @@ def plot_breakdown(path: str | Path, breakdown: Breakdown, *, device: str) -> Pa
     ax.set_ylabel(f"estimated latency on {device} (µs, parts run alone)")
     ax.set_title("Latency by part: baseline vs searched")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="part")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return path

@@ -30,7 +30,6 @@ __all__ = [
     "choice_usage",
     "compute_importances",
     "latency_breakdown",
-    "load_estimator_for",
     "stage_latency_ms",
     "stage_stats",
 ]
@@ -153,23 +152,6 @@ def choice_usage(
 
 
 # ----- latency by stage ---------------------------------------------------------------------------------------------
-def load_estimator_for(device: str):
-    """The device's latency estimator, as the search used it (a simulated device gets one built if missing)."""
-    from latency_estimator import EstimatorError, get_device
-    from latency_estimator.profiling import build_estimator
-    from latency_estimator.regressor import default_estimator_dir, load_estimator
-    from nas.search.runner import SIM_PROFILE_SAMPLES
-
-    try:
-        return load_estimator(device)
-    except EstimatorError as exc:
-        simulated = get_device(device).profile.device == "sim-npu"
-        if not simulated or default_estimator_dir(device).exists():
-            raise InsightsError(f"{exc} (build it with `edgenas latency build --device {device}`)") from None
-    logger.info("no estimator for %s: profiling the simulated device and training one", device)
-    return build_estimator(device, samples=SIM_PROFILE_SAMPLES)
-
-
 def stage_latency_ms(estimator, arch: ArchConfig) -> dict[str, float]:
     """Estimated latency of each part, run alone: ``stem``, ``stage 0`` ... ``stage N``, ``head``."""
     parts = {"stem": 0.0, **{f"stage {i}": 0.0 for i in range(len(arch.stages))}, "head": 0.0}

@@ -8,7 +8,6 @@ device's parallelism factor P, as the search loaded it.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from nas.search import ParetoPoint, pareto_front
 from nas.search.results import BASELINE_ATTR
 from nas.search.storage_url import is_masked, is_rdb_url, mask_url, resolve_rdb_url
 from search_spaces import SPACES_DIR, ArchConfig, SearchSpace, load_space
+from search_spaces.documents import read_document
 from search_spaces.errors import EdgeNasError
 
 __all__ = ["EVALUATED", "InsightsError", "StudyRecord", "TrialRecord", "open_study_record"]
@@ -90,7 +90,7 @@ def open_study_record(folder: str | Path, *, storage: str | None = None) -> Stud
     settings = summary["settings"]
     study = _load_study(folder, str(summary["study"]), storage or settings.get("storage"))
     space_path = _space_path(folder, str(settings["space"]))
-    space = load_space(space_path, parallelism_factor=_device_p(str(settings["device"])))
+    space = load_space(space_path, parallelism_factor=_parallelism_factor(summary))
     first = f"proxy_{settings.get('proxy')}" if settings.get("mode") == "zeroshot" else "val_accuracy"
     trials = tuple(r for r in (_trial_record(t) for t in study.get_trials(deepcopy=False)) if r is not None)
     if not any(t.outcome == "COMPLETE" for t in trials):
@@ -111,12 +111,8 @@ def open_study_record(folder: str | Path, *, storage: str | None = None) -> Stud
 
 def _read_pareto_json(folder: Path) -> dict[str, Any]:
     path = folder / "pareto.json"
-    if not path.is_file():
-        raise InsightsError(f"{folder}: no pareto.json; is this a results folder of `edgenas search`?")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InsightsError(f"{path}: not valid JSON ({exc})") from None
+    missing = f"{folder}: no pareto.json; is this a results folder of `edgenas search`?"
+    data = read_document(path, error=InsightsError, missing=missing)
     if not isinstance(data, dict) or "study" not in data or "settings" not in data:
         raise InsightsError(f"{path}: expected the keys 'study' and 'settings' written by `edgenas search`")
     return data
@@ -160,10 +156,14 @@ def _space_path(folder: Path, recorded: str) -> Path:
     raise InsightsError(f"{folder}: the study's search space {recorded!r} is not found (tried {candidates})")
 
 
-def _device_p(device: str) -> int:
+def _parallelism_factor(summary: dict[str, Any]) -> int:
+    """The P the search used, as pareto.json records it; a pareto.json written before it did: the device's P now."""
+    recorded = (summary.get("device") or {}).get("parallelism_factor")
+    if recorded is not None:
+        return int(recorded)
     from latency_estimator import get_device
 
-    return get_device(device).profile.parallelism_factor
+    return get_device(str(summary["settings"]["device"])).parallelism_factor
 
 
 def _trial_record(trial: FrozenTrial) -> TrialRecord | None:

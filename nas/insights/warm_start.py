@@ -10,12 +10,12 @@ so a study whose Optuna storage is gone can still seed another.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from nas.insights.study import InsightsError
 from search_spaces import ArchConfig
+from search_spaces.documents import read_document
 from search_spaces.errors import SearchSpaceError
 
 __all__ = ["warm_start_archs"]
@@ -27,11 +27,10 @@ def warm_start_archs(study_dir: str | Path) -> list[ArchConfig]:
     """The Pareto architectures of the study in ``study_dir``, fastest first, as ``pareto.json`` lists them."""
     folder = Path(study_dir)
     path = folder / "pareto.json"
-    if not path.is_file():
-        raise InsightsError(f"{folder}: no pareto.json to warm-start from (expected results/<study>/ of a search)")
+    missing = f"{folder}: no pareto.json to warm-start from (expected results/<study>/ of a search)"
     try:
-        entries = json.loads(path.read_text())["pareto"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        entries = read_document(path, error=InsightsError, missing=missing)["pareto"]
+    except (KeyError, TypeError) as exc:
         raise InsightsError(f"{path}: not a pareto.json written by `edgenas search` ({exc})") from None
     if not entries:
         raise InsightsError(f"{path}: the study has no Pareto architecture yet; nothing to warm-start from")

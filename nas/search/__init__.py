@@ -9,6 +9,7 @@ line). The modules follow the life of a trial:
     objective  one trial: suggest, measure, refuse budget breakers, evaluate, record
     modes      multishot / zeroshot / hybrid evaluators
     resume     interrupted trials (heartbeat, dead workers), one retry, warm-start queueing
+    records    TrialRow, ParetoPoint: the trials and the Pareto front as read from the storage
     results    trials.csv, pareto.json + pareto/*.yaml; report.md (report), pareto.png (plots)
     runner     run_search, top to bottom
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 from nas.search.budgets import Budgets, Measured, SearchError, Violation
 from nas.search.modes import Evaluator
-from nas.search.results import ParetoPoint, TrialRow, pareto_front, trial_rows, write_results
+from nas.search.records import ParetoPoint, TrialRow, pareto_front, trial_rows
+from nas.search.results import write_results
 from nas.search.resume import enqueue_archs
 from nas.search.runner import SearchResult, run_search, run_with_latency_fn
 from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings

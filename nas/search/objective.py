@@ -27,7 +27,7 @@ from nas.search.modes import Evaluator, set_outcome
 from nas.search.resume import mark_worker
 from nas.search.slots import SURPLUS_ATTR
 from search_spaces import ArchConfig, SearchSpace
-from search_spaces.errors import EdgeNasError
+from search_spaces.errors import EdgeNasError, one_line
 
 __all__ = ["CANDIDATE_FAILURES", "CandidateFailed", "Objective"]
 
@@ -105,7 +105,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except CANDIDATE_FAILURES as exc:
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            reason = f"{type(exc).__name__}: {one_line(exc)}"
             set_outcome(trial, "FAIL", reason)
             logger.warning("trial %d (%s) failed: %s", trial.number, arch.arch_id, reason)
             raise CandidateFailed(reason) from exc

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nas.search.results import ParetoPoint, TrialRow
+from nas.search.records import ParetoPoint, TrialRow
 from nas.search.settings import SearchSettings
 
-__all__ = ["plot_pareto"]
+__all__ = ["plot_pareto", "save_figure"]
 
 
 def plot_pareto(
@@ -31,6 +31,16 @@ def plot_pareto(
     ax.set_title(f"{settings.study}: {Path(settings.space).name}, {settings.mode}, {settings.strategy}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` (120 dpi) through a temporary name, and close it.
+
+    A reader (or a second worker writing the same file) never sees half a PNG.
+    """
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=120)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from nas.search.results import ParetoPoint, TrialRow, settings_command
+from nas.search.records import ParetoPoint, TrialRow, settings_command
 from nas.search.settings import SearchSettings
 
 __all__ = ["best_vs_baseline", "empty_front_hint", "latency_change", "render_report"]

@@ -3,7 +3,8 @@
 ``trials.csv``, ``pareto.json`` with ``pareto/<arch_id>.yaml`` per Pareto
 architecture, ``report.md`` and ``pareto.png``. Every file is written to a
 temporary name and renamed, so a crash (or a second worker writing at the
-same time) leaves a complete, if slightly older, file.
+same time) leaves a complete, if slightly older, file. The records they are
+drawn from (rows, Pareto front) live in ``nas.search.records``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import csv
 import io
 import json
 import os
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.budgets import SearchError
+from nas.search.plots import plot_pareto
+from nas.search.records import CSV_COLUMNS, ParetoPoint, TrialRow, pareto_front, settings_command, trial_rows
+from nas.search.report import render_report
 from nas.search.settings import SearchSettings
-from search_spaces import ArchConfig
 
 __all__ = [
     "BASELINE_ATTR",
@@ -36,139 +36,6 @@ __all__ = [
 ]
 
 BASELINE_ATTR = "edgenas.baseline"
-CSV_COLUMNS = (
-    "number",
-    "arch_id",
-    "block_string",
-    "state",
-    "reason",
-    "val_accuracy",
-    "test_accuracy",
-    "proxy_score",
-    "latency_ms",
-    "params",
-    "peak_memory_kib",
-    "seconds",
-)
-TRAINED_OUTCOMES = ("COMPLETE", "PRUNED")
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One trial as edgenas reports it.
-
-    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SKIPPED, RUNNING or WAITING.
-    """
-
-    number: int
-    arch_id: str
-    block_string: str
-    state: str
-    reason: str
-    val_accuracy: float | None
-    test_accuracy: float | None
-    proxy_score: float | None
-    latency_ms: float | None
-    params: int | None
-    peak_memory_kib: float | None
-    seconds: float | None
-    trained: bool  # training ran (to the end or until pruned), duplicates excluded
-    violates_budget: bool  # any constraint > 0
-
-    def csv_values(self) -> list[Any]:
-        return [getattr(self, column) for column in CSV_COLUMNS]
-
-
-@dataclass(frozen=True)
-class ParetoPoint:
-    """A Pareto-optimal architecture; ``value`` is the validation accuracy (zeroshot: the proxy score)."""
-
-    trial: int
-    arch: ArchConfig
-    value: float
-    test_accuracy: float | None
-    latency_ms: float
-    params: int
-    peak_memory_kib: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trial": self.trial,
-            "arch_id": self.arch.arch_id,
-            "block_string": self.arch.block_string(),
-            "value": self.value,
-            "test_accuracy": self.test_accuracy,
-            "latency_ms": self.latency_ms,
-            "params": self.params,
-            "peak_memory_kib": self.peak_memory_kib,
-            "file": f"pareto/{self.arch.arch_id}.yaml",
-        }
-
-
-def trial_rows(study: optuna.Study) -> list[TrialRow]:
-    """One row per trial; architectures queued for a later run (WAITING, not a retry) are not trials yet."""
-    trials = study.get_trials(deepcopy=False)
-    retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
-    queued = [t for t in trials if t.state == TrialState.WAITING and "failed_trial" not in t.system_attrs]
-    return [_row(t, retries) for t in trials if t not in queued]
-
-
-def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
-    attrs = trial.user_attrs
-    state, reason = _state(trial, retries)
-    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
-    return TrialRow(
-        number=trial.number,
-        arch_id=attrs.get("arch_id", ""),
-        block_string=attrs.get("block_string", ""),
-        state=state,
-        reason=reason,
-        val_accuracy=attrs.get("val_accuracy"),
-        test_accuracy=attrs.get("test_accuracy"),
-        proxy_score=attrs.get("proxy_score"),
-        latency_ms=attrs.get("latency_ms"),
-        params=attrs.get("params"),
-        peak_memory_kib=attrs.get("peak_memory_kib"),
-        seconds=seconds,
-        trained="val_history" in attrs and "duplicate_of" not in attrs,
-        violates_budget=any(v > 0 for v in trial.constraints.values()),
-    )
-
-
-def _state(trial: FrozenTrial, retries: dict[int, int]) -> tuple[str, str]:
-    outcome = trial.user_attrs.get("outcome")
-    if "surplus" in trial.user_attrs:  # nas.search.slots.SURPLUS_ATTR: started as other workers filled the target
-        return "SKIPPED", trial.user_attrs["surplus"]
-    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-        return trial.state.name, "retry of interrupted trial" if "failed_trial" in trial.system_attrs else ""
-    if outcome is not None and not (trial.state == TrialState.FAIL and outcome != "FAIL"):
-        return outcome, trial.user_attrs.get("reason", "")
-    if trial.state == TrialState.FAIL:
-        retry = retries.get(trial.number)
-        then = f"retried as trial {retry}" if retry is not None else "not retried (a retry is retried only once)"
-        return "FAIL", f"interrupted: its worker stopped mid-trial (killed or lost); {then}"
-    return trial.state.name, ""
-
-
-def pareto_front(study: optuna.Study) -> list[ParetoPoint]:
-    """The feasible, non-dominated trials, one per architecture, by latency."""
-    points: dict[str, ParetoPoint] = {}
-    for trial in sorted(study.best_trials, key=lambda t: t.number):
-        attrs = trial.user_attrs
-        arch = ArchConfig.from_dict(attrs["arch"], source=f"trial {trial.number}")
-        points.setdefault(
-            arch.arch_id,
-            ParetoPoint(
-                trial=trial.number,
-                arch=arch,
-                value=float(trial.values[0]),
-                test_accuracy=attrs.get("test_accuracy"),
-                latency_ms=float(attrs["latency_ms"]),
-                params=int(attrs["params"]),
-                peak_memory_kib=float(attrs["peak_memory_kib"]),
-            ),
-        )
-    return sorted(points.values(), key=lambda p: (p.latency_ms, -p.value))
 
 
 def check_writable(folder: Path) -> None:
@@ -186,16 +53,13 @@ def write_results(
     study: optuna.Study, settings: SearchSettings, *, plot: bool = True, extra: dict[str, Any] | None = None
 ) -> list[ParetoPoint]:
     """Rewrite every result file from the storage; returns the Pareto front."""
-    from nas.search.plots import plot_pareto
-    from nas.search.report import render_report
-
     folder = settings.study_dir
     folder.mkdir(parents=True, exist_ok=True)
     rows = trial_rows(study)
     front = pareto_front(study)
     baseline = study.user_attrs.get(BASELINE_ATTR)
     _write_text(folder / "trials.csv", _csv(rows))
-    _write_pareto(folder, front, settings, baseline)
+    _write_pareto(folder, front, settings, baseline, (extra or {}).get("parallelism_factor"))
     _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra or {}))
     if plot:
         plot_pareto(folder / "pareto.png", rows, front, settings, baseline)
@@ -211,7 +75,13 @@ def _csv(rows: list[TrialRow]) -> str:
     return buffer.getvalue()
 
 
-def _write_pareto(folder: Path, front: list[ParetoPoint], settings: SearchSettings, baseline: dict | None) -> None:
+def _write_pareto(
+    folder: Path,
+    front: list[ParetoPoint],
+    settings: SearchSettings,
+    baseline: dict | None,
+    parallelism_factor: int | None,
+) -> None:
     archs = folder / "pareto"
     archs.mkdir(exist_ok=True)
     keep = {f"{p.arch.arch_id}.yaml" for p in front}
@@ -226,6 +96,7 @@ def _write_pareto(folder: Path, front: list[ParetoPoint], settings: SearchSettin
         "study": settings.study,
         "objectives": _objective_names(settings),
         "settings": settings.to_dict(),
+        "device": {"name": settings.device, "parallelism_factor": parallelism_factor},  # as the search used it
         "baseline": baseline,
         "pareto": [p.to_dict() for p in front],
     }
@@ -238,10 +109,6 @@ def _objective_names(settings: SearchSettings) -> list[str]:
     return metric_names(settings)
 
 
-def state_counts(rows: list[TrialRow]) -> Counter:
-    return Counter(row.state for row in rows)
-
-
 def _write_text(path: Path, text: str) -> None:
     """Write to a temporary file, then rename: a crash or a full disk mid-write leaves the previous file whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -252,23 +119,3 @@ def _write_text(path: Path, text: str) -> None:
         if tmp.is_file():
             tmp.unlink()
         raise SearchError(f"{path}: cannot write it ({type(exc).__name__}: {exc}); the previous copy is kept") from None
-
-
-def settings_command(settings: SearchSettings) -> str:
-    """The ``edgenas search`` command line that reproduces ``settings`` (defaults left out)."""
-    defaults = SearchSettings(space=settings.space, device=settings.device, dataset=settings.dataset)
-    parts = [
-        "edgenas search",
-        f"--space {settings.space}",
-        f"--device {settings.device}",
-        f"--dataset {settings.dataset}",
-    ]
-    for key, value in settings.to_dict().items():
-        if key in ("space", "device", "dataset") or value == getattr(defaults, key):
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
-        elif value is not None:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)

@@ -41,8 +41,6 @@ __all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
 
 logger = logging.getLogger(__name__)
 
-# A simulated device has no saved estimator on a fresh checkout; profiling it takes seconds.
-SIM_PROFILE_SAMPLES = 400
 JOURNAL_MAX_WAIT_S = 300.0  # how long a worker waits for other workers' trials on a journal file, then stops
 PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
 
@@ -120,31 +118,14 @@ def run_search(
 
 
 def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
-    """(batched latency function, activation bytes of the device's data type, parallelism factor P)."""
-    from latency_estimator import get_device
+    """(batched latency function, activation bytes of the device's data type, parallelism factor P); a simulated
+    device without an estimator gets one built (seconds)."""
+    from latency_estimator.build import obtain_estimator
+    from latency_estimator.devices import get_device
 
-    profile = get_device(device).profile
-    dtype_bytes = int(profile.settings.get("dtype_bytes", 4))
-    estimator = load_or_build_estimator(device)
-    return estimator.predict_many, dtype_bytes, profile.parallelism_factor
-
-
-def load_or_build_estimator(device: str):
-    """The device's saved estimator; a simulated device without one gets one built (seconds)."""
-    from latency_estimator import EstimatorError, get_device
-    from latency_estimator.profiling import build_estimator
-    from latency_estimator.regressor import default_estimator_dir, load_estimator
-
-    simulated = get_device(device).profile.device == "sim-npu"
-    folder = default_estimator_dir(device)
-    if folder.exists() or not simulated:
-        try:
-            return load_estimator(device)
-        except EstimatorError as exc:
-            build = f"`edgenas latency profile --device {device}` then `edgenas latency train --device {device}`"
-            raise SearchError(f"{exc} (build it with {build})") from None
-    logger.info("no estimator for %s in %s: profiling the simulated device and training one", device, folder)
-    return build_estimator(device, samples=SIM_PROFILE_SAMPLES)
+    chosen = get_device(device)
+    estimator = obtain_estimator(chosen)
+    return estimator.predict_many, chosen.dtype_bytes, chosen.parallelism_factor
 
 
 def run_with_latency_fn(

@@ -1,0 +1,55 @@
+"""ONNX -> the Relax module that tuning and building start from: the one lowering of edgenas.
+
+The model is imported with Relax's ONNX frontend at batch 1, decomposed for
+inference, legalised and fused (conv + bias + ReLU6 + residual add become one
+TIR function). Deploy's compiler and the latency estimator's TVM devices both
+lower here, so the devices time what deploy ships.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from deploy.errors import CompileError
+from deploy.onnx_file import read_onnx
+from deploy.session import INPUT_NAME
+
+__all__ = ["batch1_shape", "load_onnx", "lower_onnx"]
+
+
+def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any) -> Any:
+    """The legalised, fused Relax module of ``proto`` (input ``input`` of ``input_shape``) for ``target``."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(proto, shape_dict={INPUT_NAME: list(input_shape)}, keep_params_in_input=False)
+    with tvm.target.Target(target):
+        # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+            ]
+        )(mod)
+
+
+def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return read_onnx(model, error=CompileError)
+
+
+def batch1_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
+    """The shape of the input ``input`` at batch 1 (N x C x H x W)."""
+    inputs = [value for value in proto.graph.input if value.name == INPUT_NAME]
+    if not inputs:
+        names = [value.name for value in proto.graph.input]
+        raise CompileError(f"the ONNX model has no input named {INPUT_NAME!r} (inputs: {names})")
+    dims = inputs[0].type.tensor_type.shape.dim
+    # The batch axis may be symbolic ("batch"); the library is built for one image at a time.
+    return (1, *(int(d.dim_value) for d in dims[1:]))
