@@ -20,7 +20,7 @@ from search_spaces import ArchConfig, shipped_space_path
 from tests.tiny_arch import TINY
 
 SPACE = shipped_space_path("fused_ibn").read_text()
-DIGITS_ARCH = {**TINY, "resolution": 8}
+DIGITS_ARCH = {**TINY, "resolution": 8, "head": {**TINY["head"], "num_classes": 3}}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -139,10 +139,10 @@ def run_with_latency_fn(
 ) -> SearchResult:
     """:func:`run_search` with the latency source given (tests pass a stand-in)."""
     space = load_space(settings.space, parallelism_factor=parallelism_factor)
-    check_writable(settings.study_dir)
     data = DataCache(settings)
     _check_fits(space, data, settings)
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
+    check_writable(settings.study_dir)  # before the first trial: a report that cannot be written would be lost
     study, storage, fidelity = _open_studies(settings)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
     _queue_known(study, space, settings, warm_start, reference)

@@ -48,6 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "edgenas.settings"
+SETTINGS_WAIT_S = 10.0  # how long a worker waits for the study's creator to record its settings
 TPE_STARTUP_TRIALS = 10  # Optuna's default: random trials before TPE models the good and the bad
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError, ValueError, OSError)
 
@@ -132,7 +133,7 @@ def open_study(settings: SearchSettings, storage: BaseStorage, sampler: optuna.s
 
 
 def _check_same_settings(study: optuna.Study, settings: SearchSettings) -> None:
-    stored = study.user_attrs.get(SETTINGS_ATTR)
+    stored = _stored_settings(study)
     if not isinstance(stored, dict):
         raise SearchError(f"study {settings.study!r} exists in the storage but was not created by edgenas search")
     changed = changed_settings(defining_settings(stored), settings.defining())
@@ -141,6 +142,15 @@ def _check_same_settings(study: optuna.Study, settings: SearchSettings) -> None:
         raise SearchError(
             f"this study ({settings.study!r}) was created with other settings ({diffs}); use another --study"
         )
+
+
+def _stored_settings(study: optuna.Study, wait_s: float = SETTINGS_WAIT_S) -> Any:
+    """The settings the study was created with; a worker that created it an instant ago may not have written them
+    yet (Optuna creates the study, then edgenas sets its attribute), so an absent attribute is awaited a little."""
+    deadline = time.monotonic() + wait_s
+    while (stored := study.user_attrs.get(SETTINGS_ATTR)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return stored
 
 
 def changed_settings(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
