@@ -369,11 +369,14 @@ def _read_bytes(path: Path) -> bytes:
             if path.stat().st_size > MAX_DATA_BYTES:
                 raise DatasetError(f"{path}: larger than {MAX_DATA_BYTES:,} bytes")
             return path.read_bytes()
-        with gzip.open(path, "rb") as handle:
-            raw = handle.read(MAX_DATA_BYTES + 1)
-        if len(raw) > MAX_DATA_BYTES:
-            raise DatasetError(f"{path}: decompresses to more than {MAX_DATA_BYTES:,} bytes")
-        return raw
+        chunks, total = [], 0
+        with gzip.open(path, "rb") as handle:  # in chunks: read(n) would allocate n bytes at once
+            while chunk := handle.read(1 << 24):
+                total += len(chunk)
+                if total > MAX_DATA_BYTES:
+                    raise DatasetError(f"{path}: decompresses to more than {MAX_DATA_BYTES:,} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, EOFError, zlib.error) as exc:
