@@ -92,25 +92,44 @@ def _load(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=resolve_rdb_url(url)).trials
 
 
-def _wait_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: float = 90.0) -> int:
-    """The number of a trial the other-machine worker is training, once another trial has finished."""
+def _wait_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    """Return as soon as the other-machine worker trains a trial and another trial has finished.
+
+    One storage is opened and polled with one small query, so that the SIGKILL that follows lands within
+    milliseconds of the look, while the trial (about a second of training) is surely still running.
+    """
+    storage = optuna.storages.RDBStorage(resolve_rdb_url(url))
     deadline = time.monotonic() + timeout_s
+    study_id = None
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            trials = _load(url, study)
+            study_id = study_id if study_id is not None else storage.get_study_id_from_name(study)
         except KeyError:
-            trials = []  # the study is not created yet
+            time.sleep(0.1)  # the study is not created yet
+            continue
+        trials = storage.get_all_trials(study_id, deepcopy=False)
         busy = [
-            t.number
+            t
             for t in trials
             if t.state == TrialState.RUNNING
             and "latency_ms" in t.user_attrs
             and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
         ]
         if busy and any(t.state.is_finished() for t in trials):
-            return busy[0]
-        time.sleep(0.1)
+            return
+        time.sleep(0.05)
     raise AssertionError("the other-machine worker never started training a trial in time")
+
+
+def _interrupted(url: str, study: str) -> int:
+    """The trial the other-machine worker was running when it was killed (read right after the SIGKILL)."""
+    running = [
+        t.number
+        for t in _load(url, study)
+        if t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
+    ]
+    assert len(running) == 1, f"the killed worker was running {running}"
+    return running[0]
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -131,8 +150,10 @@ def test_three_workers_one_killed_complete_the_study_with_no_trial_lost_or_dupli
         command = [*(prefix if seed == 0 else []), sys.executable, "-c", code]
         workers.append(subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True))
     try:
-        killed = _wait_mid_trial(postgres_url, study, workers[0])
+        _wait_mid_trial(postgres_url, study, workers[0])
         workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        killed = _interrupted(postgres_url, study)
         errors = [worker.communicate(timeout=120)[1] for worker in workers]
     finally:
         for worker in workers:
