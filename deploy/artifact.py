@@ -224,14 +224,23 @@ def _check_task(manifest: Manifest, source: str) -> None:
     decoding = manifest.decoding if isinstance(manifest.decoding, dict) else {}
     for key, kind in DETECTION_DECODING.items():
         value = decoding.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        if not _is_number(value, integer=kind is int):
             raise ArtifactError(f"{source}: decoding.{key}: got {value!r}, expected a number ({kind.__name__})")
-    if decoding["stride"] < 1:
-        raise ArtifactError(f"{source}: decoding.stride: got {decoding['stride']!r}, expected >= 1")
+    resolution = manifest.preprocessing.resolution
+    if not 1 <= decoding["stride"] <= resolution:
+        raise ArtifactError(f"{source}: decoding.stride: got {decoding['stride']!r}, allowed 1 to {resolution}")
     try:
         decode_settings(manifest)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ArtifactError(f"{source}: decoding: {exc}") from None
+
+
+def _is_number(value: object, *, integer: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if integer or isinstance(value, int):
+        return isinstance(value, int)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def decode_settings(manifest: Manifest) -> DecodeSettings:
