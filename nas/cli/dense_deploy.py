@@ -39,15 +39,10 @@ from nas.dense_training import METRICS, check_dense_compatible, evaluate_dense, 
 from nas.training import TrainConfig
 from search_spaces import ArchConfig
 from search_spaces.box_coding import DecodeSettings
-from search_spaces.errors import EdgeNasError
 
 __all__ = ["add_dense_deploy_arguments", "add_dense_run_arguments", "deploy_dense", "run_dense"]
 
 PARITY_IMAGES = 8  # test images for the parity checks on real inputs
-
-
-class DecodeError(EdgeNasError):
-    """A decoding option out of range."""
 
 
 def add_dense_deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +125,7 @@ def _decode_settings(score_threshold: float, max_boxes: int, nms_iou: float) -> 
     try:
         return DecodeSettings(score_threshold=score_threshold, max_detections=max_boxes, nms_iou=nms_iou)
     except ValueError as exc:
-        raise DecodeError(str(exc)) from None
+        raise ArtifactError(str(exc)) from None
 
 
 def run_dense(args: argparse.Namespace, artifact: Artifact) -> int:
@@ -138,7 +133,7 @@ def run_dense(args: argparse.Namespace, artifact: Artifact) -> int:
     manifest = artifact.manifest
     if args.score_threshold is not None:
         if manifest.task != "detection":
-            raise DecodeError("--score-threshold applies to detection artifacts only")
+            raise ArtifactError("--score-threshold applies to detection artifacts only")
         settings = _decode_settings(
             args.score_threshold, manifest.decoding["max_detections"], manifest.decoding["nms_iou"]
         )
