@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.counting import counts_toward_budget
 from nas.search.settings import SearchSettings
 from search_spaces import ArchConfig
 
@@ -48,6 +49,7 @@ CSV_COLUMNS = (
     "params",
     "peak_memory_kib",
     "seconds",
+    "evaluated",  # 1: this trial used one of the study's N evaluations; 0: a free proposal (nas.search.counting)
 )
 TRAINED_OUTCOMES = ("COMPLETE", "PRUNED")
 
@@ -73,9 +75,11 @@ class TrialRow:
     seconds: float | None
     trained: bool  # training ran (to the end or until pruned), duplicates excluded
     violates_budget: bool  # any constraint > 0
+    evaluated: bool = False  # counts toward the study's N (trained or scored); free proposals do not
+    duplicate: bool = False  # the same architecture as an earlier trial, whose result it reuses
 
     def csv_values(self) -> list[Any]:
-        return [getattr(self, column) for column in CSV_COLUMNS]
+        return [int(self.evaluated) if column == "evaluated" else getattr(self, column) for column in CSV_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
         seconds=seconds,
         trained="val_history" in attrs and "duplicate_of" not in attrs,
         violates_budget=any(v > 0 for v in trial.constraints.values()),
+        evaluated=counts_toward_budget(trial),
+        duplicate="duplicate_of" in attrs,
     )
 
 

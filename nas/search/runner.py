@@ -3,7 +3,8 @@
 settings -> space (at the device's P) -> data -> budgets reachable?
          -> storage + study (resume: interrupted trials failed and retried once)
          -> evaluator (zeroshot | multishot | hybrid) -> baseline, once per study
-         -> study.optimize(Objective) until the study holds `trials` finished candidates
+         -> study.optimize(Objective) until the study holds `trials` evaluations (proposals that break a budget,
+            duplicates and screened candidates are free), or too many proposals per evaluation
          -> results/<study>/: trials.csv, pareto.json + pareto/*.yaml, pareto.png, report.md
 """
 
@@ -20,20 +21,22 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 
-from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
+from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
+from nas.search.counting import Tally, proposals_exhausted, tally
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, write_results
 from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
 from nas.search.settings import SearchSettings
 from nas.search.study import (
-    TPE_STARTUP_TRIALS,
+    STARTUP_TRIALS,
     make_sampler,
     make_storage,
     open_fidelity_study,
     open_study,
     sampler_seed,
 )
+from nas.search.surrogate import ProposalContext
 from search_spaces import ArchConfig, SearchSpace, baseline_arch, load_space
 
 __all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
@@ -43,6 +46,9 @@ logger = logging.getLogger(__name__)
 # A simulated device has no saved estimator on a fresh checkout; profiling it takes seconds.
 SIM_PROFILE_SAMPLES = 400
 PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
+# Free proposals (budget breakers, duplicates, screened) take milliseconds: rewriting every result file after each
+# would make a search of thousands of proposals quadratic. After an evaluation the files are always rewritten.
+RESULTS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,14 +90,19 @@ def run_search(
     threads: int | None = 1,
     heartbeat_s: int = 10,
     baseline: bool = True,
+    max_proposals_per_evaluation: int = 200,
     warm_start: Sequence[ArchConfig] = (),
     progress: bool = False,
 ) -> SearchResult:
     """Search ``space`` for accurate networks that are fast on ``device``; returns the study and its Pareto front.
 
-    Running it again with the same ``study`` (and ``results_dir``/``storage``)
-    resumes: trials already finished are kept, an interrupted one is retried
-    once, and the run stops when the study holds ``trials`` finished candidates.
+    ``trials`` is the number of candidates *evaluated* (trained, or scored in
+    zeroshot mode), all workers together: proposals that break a budget,
+    duplicates and screened-out candidates are recorded and told to the
+    sampler but cost nothing from it (:mod:`nas.search.counting`). Running it
+    again with the same ``study`` (and ``results_dir``/``storage``) resumes:
+    trials already finished are kept, an interrupted one is retried once, and
+    the run stops when the study holds ``trials`` evaluations.
     Every argument is described in :class:`nas.search.SearchSettings` (same
     names and defaults); ``proxy=None`` picks ``nas.proxies.DEFAULT_PROXY``.
     ``warm_start`` architectures are queued as the first new trials.
@@ -99,7 +110,10 @@ def run_search(
 
     Raises :class:`SearchError` (and other one-line ``EdgeNasError``) for bad
     settings: unknown strategy, mode, device or dataset, a budget <= 0 or one
-    that even the smallest candidates break, a study created with other settings.
+    that even the smallest candidates break, a study created with other settings;
+    and, once the result files are written, when the search made
+    ``max_proposals_per_evaluation`` proposals per evaluation (budgets that
+    admit almost nothing).
     """
     options = {k: v for k, v in locals().items() if k not in ("warm_start", "progress")}
     options.update(space=str(space), results_dir=str(results_dir), data_dir=None if data_dir is None else str(data_dir))
@@ -159,10 +173,11 @@ def run_with_latency_fn(
     data = DataCache(settings)
     _check_fits(space, data, settings)
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
-    study, storage, fidelity = _open_studies(settings)
+    context = ProposalContext(space, settings.budgets, latency_fn, dtype_bytes)
+    study, storage, fidelity = _open_studies(settings, context)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
     _queue_known(study, space, settings, warm_start, reference)
-    evaluator = make_evaluator(settings, data, fidelity, reference)
+    evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
     evaluator.prepare(study)
     if settings.baseline and BASELINE_ATTR not in study.user_attrs:
         _evaluate_baseline(study, settings, evaluator, latency_fn, dtype_bytes, parallelism_factor, space)
@@ -173,19 +188,23 @@ def run_with_latency_fn(
         dtype_bytes=dtype_bytes,
         evaluator=evaluator,
         memory_objective=settings.memory_objective,
+        target=settings.trials,
     )
     extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
     _optimize(study, storage, objective, settings, extra, progress)
     front = write_results(study, settings, extra=extra)
+    _raise_if_exhausted(study, settings)
     return SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
 
 
-def _open_studies(settings: SearchSettings) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
+def _open_studies(
+    settings: SearchSettings, context: ProposalContext
+) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
     """The study (interrupted trials failed and queued for their retry) and, when training, its fidelity study."""
     storage, where = make_storage(settings)
     study = open_study(settings, storage, optuna.samplers.RandomSampler())
     logger.info("study %r in %s", settings.study, where)
-    study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)))
+    study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)), context)
     recover_interrupted(study, storage)
     if not settings.trains:
         return study, storage, None
@@ -205,8 +224,8 @@ def _queue_known(
     fresh = not study.trials
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
-    if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
-        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible random start")
+    if fresh and settings.feasible_start and settings.strategy != "random":
+        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible start, spread in latency")
 
 
 def _plain_storage(settings: SearchSettings, storage):
@@ -215,8 +234,8 @@ def _plain_storage(settings: SearchSettings, storage):
 
 
 def population_size_of(settings: SearchSettings) -> int:
-    """Trials the sampler draws at random before it learns: NSGA-II's first generation, TPE's start-up trials."""
-    return settings.population_size if settings.strategy == "evolution" else TPE_STARTUP_TRIALS
+    """Trials the sampler draws at random before it learns: NSGA-II's first generation, the others' start-up."""
+    return settings.population_size if settings.strategy == "evolution" else STARTUP_TRIALS[settings.strategy]
 
 
 def _check_fits(space: SearchSpace, data: DataCache, settings: SearchSettings) -> None:
@@ -229,11 +248,11 @@ def _check_fits(space: SearchSpace, data: DataCache, settings: SearchSettings) -
 
 
 def _feasible_sampler(space: SearchSpace, budgets: Budgets, latency_fn: LatencyFn, dtype_bytes: int, seed: int):
-    """``count -> up to count distinct random architectures within the budgets`` (the same ones for a seed)."""
+    """``count -> up to count distinct feasible architectures spread over the feasible latency range`` (per seed)."""
 
     def sample(count: int) -> list[ArchConfig]:
         rng = np.random.default_rng(seed + 1)
-        return feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
+        return spread_feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
 
     return sample
 
@@ -270,8 +289,8 @@ def _evaluate_baseline(
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Finished candidates: every trial edgenas gave an outcome (interrupted ones, retried, do not count)."""
-    return sum("outcome" in t.user_attrs and t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    """Evaluations so far (trained or scored candidates; interrupted ones, retried, and free proposals do not count)."""
+    return tally(study.get_trials(deepcopy=False)).evaluated
 
 
 def pending_retries(study: optuna.Study) -> int:
@@ -289,13 +308,27 @@ def finished(study: optuna.Study, settings: SearchSettings) -> bool:
     return counted_trials(study) >= settings.trials and not pending_retries(study)
 
 
+def exhausted(counts: Tally, settings: SearchSettings) -> bool:
+    return counts.evaluated < settings.trials and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
+
+
+def _raise_if_exhausted(study: optuna.Study, settings: SearchSettings) -> None:
+    counts = tally(study.get_trials(deepcopy=False))
+    if exhausted(counts, settings):
+        raise SearchError(
+            f"search {settings.study!r} stopped after {counts.proposals:,} proposals for {counts.evaluated} of "
+            f"{settings.trials} evaluations ({counts.infeasible:,} infeasible, {counts.duplicates:,} duplicates, "
+            f"{counts.screened:,} screened; the limit is {settings.max_proposals_per_evaluation} proposals per "
+            f"evaluation): the budgets {settings.budgets.describe()} admit almost nothing in this space; "
+            "loosen them or search another space"
+        )
+
+
 def _optimize(
     study: optuna.Study, storage, objective: Objective, settings: SearchSettings, extra: dict[str, Any], progress: bool
 ) -> None:
-    if finished(study, settings):
-        logger.info(
-            "study %r already holds %d finished trials; raise `trials` to go on", settings.study, settings.trials
-        )
+    if finished(study, settings) or exhausted(tally(study.get_trials(deepcopy=False)), settings):
+        logger.info("study %r already holds %d evaluations; raise `trials` to go on", settings.study, settings.trials)
         return
     callbacks = _Callbacks(study, storage, settings, extra, progress)
     try:
@@ -306,25 +339,31 @@ def _optimize(
 
 
 class _Callbacks:
-    """After each trial: stop at the target, recover interrupted trials, rewrite results, update the bar."""
+    """After each trial: stop at the target (or when proposals run away), recover interrupted trials, rewrite
+    results, update the bar."""
 
     def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
         self.storage, self.settings, self.extra = storage, settings, extra
-        self.last_plot = time.monotonic()
+        self.last_plot = self.last_write = time.monotonic()
         self.bar = _progress_bar(settings, counted_trials(study)) if progress else None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         recover_interrupted(study, self.storage)
-        done = counted_trials(study)
-        if finished(study, self.settings):
+        counts = tally(study.get_trials(deepcopy=False))
+        if finished(study, self.settings) or exhausted(counts, self.settings):
             study.stop()
-        plot = time.monotonic() - self.last_plot > PLOT_EVERY_S
+        now = time.monotonic()
+        evaluated = "evaluation_claim" in trial.user_attrs
+        if not evaluated and now - self.last_write < RESULTS_EVERY_S:
+            return
+        plot = now - self.last_plot > PLOT_EVERY_S
         front = write_results(study, self.settings, plot=plot, extra=self.extra)
+        self.last_write = time.monotonic()
         if plot:
-            self.last_plot = time.monotonic()
+            self.last_plot = self.last_write
         if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-            self.bar.set_postfix_str(_best_so_far(front), refresh=True)
+            self.bar.update(counts.evaluated - self.bar.n)
+            self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {_best_so_far(front)}", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -334,7 +373,15 @@ class _Callbacks:
 def _progress_bar(settings: SearchSettings, done: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=settings.trials, initial=done, desc=f"search {settings.study}", unit="trial", dynamic_ncols=True)
+    desc = f"search {settings.study}"
+    return tqdm(total=settings.trials, initial=done, desc=desc, unit="eval", dynamic_ncols=True)
+
+
+def _counts_so_far(counts: Tally) -> str:
+    return (
+        f"{counts.proposals} proposed, {counts.infeasible} infeasible, {counts.screened} screened, "
+        f"{counts.duplicates} dup"
+    )
 
 
 def _best_so_far(front: list[ParetoPoint]) -> str:
