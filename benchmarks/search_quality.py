@@ -1,0 +1,384 @@
+"""Search quality: hypervolume per strategy and seed, against the exact front (zero-shot) and on Fashion-MNIST.
+
+    .venv/bin/python benchmarks/search_quality.py --part zeroshot     # exact part: minutes
+    .venv/bin/python benchmarks/search_quality.py --part multishot    # Fashion-MNIST trainings: hours, resumable
+    .venv/bin/python benchmarks/search_quality.py --part report       # rewrite the report from the saved figures
+
+Top to bottom:
+
+1. **Zero-shot, exact.** Every network of ``combined.yaml`` on ``sim-npu-p32`` is enumerated (one batched
+   estimator call, analytic params) and the true Pareto front of (``params`` proxy up, estimated latency down)
+   under the budgets (latency <= the baseline's estimate, params <= ``ZS_MAX_PARAMS``) is computed. Each strategy
+   runs ``nas.search.run_search`` in zeroshot mode with the ``params`` proxy; after 20, 60 and 100 evaluations the
+   hypervolume of its feasible evaluated candidates is divided by the true front's.
+2. **Multishot on Fashion-MNIST**: the ablation's search recipe (2 epochs on 2,000 images, no pruner) on the same
+   space and latency budget; hypervolume of (validation accuracy up, latency down) after 10, 20 and 40 trainings.
+3. ``results/search-quality.md``, ``.json`` (every figure), ``.csv`` (one row per strategy, seed and checkpoint)
+   and ``.png`` (hypervolume against evaluations, one line per strategy).
+
+Hypervolume: both objectives are scaled to [0, 1] and minimised (``1 - params / max_params`` or ``1 -
+accuracy``, and ``latency / latency budget``), reference point (1, 1). Every run resumes: studies live in
+``results/search-quality/<part>/<strategy>-s<seed>/study.db``; a finished run's figures are kept in
+``results/search-quality.json`` and not recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+
+from benchmarks._final_training import REPO, SearchRecipe, use_committed_estimators, write_search_data  # noqa: E402
+from latency_estimator import get_device  # noqa: E402
+from nas.search import SearchError, run_search  # noqa: E402
+from nas.search.counting import counts_toward_budget, tally  # noqa: E402
+from nas.search.runner import load_or_build_estimator  # noqa: E402
+from search_spaces import baseline_arch, count_arch, load_space, shipped_space_path  # noqa: E402
+
+logger = logging.getLogger("search_quality")
+
+DEVICE = "sim-npu-p32"
+SPACE = "combined"
+STRATEGIES = ("random", "evolution", "tpe", "gp", "surrogate")
+SEEDS = (0, 1, 2)
+ZS_MAX_PARAMS = 600_000  # the params budget of the zero-shot part (2/3 of the baseline's 899k)
+ZS_CHECKPOINTS = (20, 60, 100)
+MS_CHECKPOINTS = (10, 20, 40)
+OUT = REPO / "results"
+STATE = OUT / "search-quality"
+
+
+# ----- hypervolume --------------------------------------------------------------------------------------------
+def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float] = (1.0, 1.0)) -> float:
+    """Area dominated by ``points`` (both coordinates minimised) and bounded by ``reference``.
+
+    A sweep along the first coordinate: each point that improves on the best
+    second coordinate so far adds the rectangle from it to the reference.
+    """
+    area, best_y = 0.0, reference[1]
+    for x, y in sorted(p for p in points if p[0] < reference[0] and p[1] < reference[1]):
+        if y < best_y:
+            area += (reference[0] - x) * (best_y - y)
+            best_y = y
+    return area
+
+
+def scaled(value: float, latency_ms: float, value_max: float, latency_budget_ms: float) -> tuple[float, float]:
+    """(1 - value / value_max, latency / budget): both minimised, in [0, 1] for a feasible point."""
+    return 1.0 - value / value_max, latency_ms / latency_budget_ms
+
+
+# ----- zero-shot, exact ---------------------------------------------------------------------------------------
+def latency_budget_ms() -> float:
+    parallelism = get_device(DEVICE).profile.parallelism_factor
+    return float(load_or_build_estimator(DEVICE).predict(baseline_arch(parallelism_factor=parallelism)).latency_ms)
+
+
+def true_front(budget_ms: float) -> dict[str, Any]:
+    """Every distinct network of the space, measured; the feasible ones' hypervolume (cached in the state folder)."""
+    path = STATE / "zeroshot-true-front.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    device = get_device(DEVICE)
+    space = load_space(shipped_space_path(SPACE), parallelism_factor=device.profile.parallelism_factor)
+    params = space.parameters()
+    names = list(params)
+    archs = {}
+    for combo in itertools.product(*(params[n] for n in names)):
+        arch = space.resolve(dict(zip(names, combo)))
+        archs.setdefault(arch.arch_id, arch)
+    unique = list(archs.values())
+    start = time.perf_counter()
+    latencies = load_or_build_estimator(DEVICE).predict_many(unique)
+    counts = [count_arch(a).params for a in unique]
+    seconds = time.perf_counter() - start
+    feasible = [(p, float(ms)) for p, ms in zip(counts, latencies) if ms <= budget_ms and p <= ZS_MAX_PARAMS]
+    front = _front_of(feasible)
+    document = {
+        "combinations": space.size(),
+        "distinct": len(unique),
+        "feasible": len(feasible),
+        "front": front,
+        "hypervolume": hypervolume([scaled(p, ms, ZS_MAX_PARAMS, budget_ms) for p, ms in front]),
+        "latency_budget_ms": budget_ms,
+        "max_params": ZS_MAX_PARAMS,
+        "fastest_feasible_ms": min(ms for _, ms in feasible),
+        "measure_seconds": seconds,
+    }
+    STATE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return document
+
+
+def _front_of(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Non-dominated (value up, latency down) points, by latency."""
+    front, best = [], -np.inf
+    for value, latency in sorted(points, key=lambda p: (p[1], -p[0])):
+        if value > best:
+            front.append((value, latency))
+            best = value
+    return front
+
+
+def run_one(part: str, strategy: str, seed: int, trials: int, options: dict[str, Any]) -> dict[str, Any]:
+    """One (strategy, seed) search, created or resumed; its hypervolume curve and counts."""
+    folder = STATE / part
+    start = time.perf_counter()
+    stopped = ""
+    try:
+        result = run_search(
+            **options, study=f"{strategy}-s{seed}", results_dir=folder, strategy=strategy, seed=seed, trials=trials
+        )
+        study = result.study
+    except SearchError as exc:  # the proposal cap: report what it got
+        stopped = str(exc)
+        storage = f"sqlite:///{folder / f'{strategy}-s{seed}' / 'study.db'}"
+        study = optuna.load_study(study_name=f"{strategy}-s{seed}", storage=storage)
+    seconds = time.perf_counter() - start
+    trials_ = study.get_trials(deepcopy=False)
+    counts = tally(trials_)
+    evaluated = [t for t in sorted(trials_, key=lambda t: t.number) if counts_toward_budget(t)]
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "evaluated": [_point(t) for t in evaluated],
+        "proposals": counts.proposals,
+        "infeasible": counts.infeasible,
+        "duplicates": counts.duplicates,
+        "screened": counts.screened,
+        "evaluations": counts.evaluated,
+        "seconds": seconds,
+        "stopped": stopped,
+    }
+
+
+def _point(trial) -> list[float] | None:
+    """(value, latency ms) of a feasible evaluated trial; None when it has no value or breaks a budget."""
+    if trial.values is None or any(v > 0 for v in trial.constraints.values()):
+        return None
+    return [float(trial.values[0]), float(trial.user_attrs["latency_ms"])]
+
+
+def curve(run: dict[str, Any], checkpoints: Sequence[int], value_max: float, budget_ms: float) -> list[float]:
+    """Hypervolume of the first k evaluations, for each checkpoint k."""
+    out = []
+    for k in checkpoints:
+        points = [scaled(v, ms, value_max, budget_ms) for v, ms in (p for p in run["evaluated"][:k] if p)]
+        out.append(hypervolume(points))
+    return out
+
+
+# ----- the parts ----------------------------------------------------------------------------------------------
+def load_state() -> dict[str, Any]:
+    path = OUT / "search-quality.json"
+    return json.loads(path.read_text()) if path.exists() else {"zeroshot": {}, "multishot": {}}
+
+
+def save_run(state: dict[str, Any], part: str, key: str, run: dict[str, Any]) -> None:
+    """Add one finished run; the file is re-read first (the two parts may run at the same time)."""
+    state[part][key] = run
+    document = load_state()
+    document[part][key] = run
+    for extra in ("zeroshot_truth",):
+        if extra in state:
+            document[extra] = state[extra]
+    path = OUT / "search-quality.json"
+    tmp = path.with_name(f".search-quality.json.{part}.tmp")
+    tmp.write_text(json.dumps(document, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def zeroshot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequence[int]) -> None:
+    budget = latency_budget_ms()
+    truth = true_front(budget)
+    state["zeroshot_truth"] = {k: v for k, v in truth.items() if k != "front"}
+    options = {
+        "space": shipped_space_path(SPACE),
+        "device": DEVICE,
+        "dataset": "fashion-mnist",
+        "mode": "zeroshot",
+        "proxy": "params",
+        "latency_budget_ms": budget,
+        "max_params": ZS_MAX_PARAMS,
+        "baseline": False,
+    }
+    for strategy, seed in itertools.product(strategies, seeds):
+        key = f"{strategy}-s{seed}"
+        if key in state["zeroshot"]:
+            continue
+        logger.info("zeroshot %s", key)
+        run = run_one("zeroshot", strategy, seed, max(ZS_CHECKPOINTS), options)
+        run["hv_ratio"] = [hv / truth["hypervolume"] for hv in curve(run, ZS_CHECKPOINTS, ZS_MAX_PARAMS, budget)]
+        save_run(state, "zeroshot", key, run)
+
+
+def multishot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequence[int]) -> None:
+    budget = latency_budget_ms()
+    recipe = SearchRecipe()
+    data = write_search_data(REPO / "build" / "ablation" / "data", recipe)
+    options = {
+        **recipe.search_options(data),
+        "space": shipped_space_path(SPACE),
+        "device": DEVICE,
+        "dataset": "fashion-mnist",
+        "mode": "multishot",
+        "latency_budget_ms": budget,
+        "baseline": False,
+    }
+    for key in ("trials", "strategy", "seed", "screen_ratio", "proxy"):
+        options.pop(key)
+    for seed, strategy in itertools.product(seeds, strategies):
+        key = f"{strategy}-s{seed}"
+        if key in state["multishot"]:
+            continue
+        logger.info("multishot %s", key)
+        run = run_one("multishot", strategy, seed, max(MS_CHECKPOINTS), options)
+        run["hv"] = curve(run, MS_CHECKPOINTS, 1.0, budget)
+        save_run(state, "multishot", key, run)
+
+
+# ----- report ---------------------------------------------------------------------------------------------------
+def summary(runs: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
+    """Per strategy: mean and per-seed values of ``field`` at each checkpoint, and the cost figures."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs.values():
+        entry = out.setdefault(run["strategy"], {"values": [], "proposals": 0, "evaluations": 0, "seconds": 0.0})
+        entry["values"].append(run[field])
+        entry["proposals"] += run["proposals"]
+        entry["evaluations"] += run["evaluations"]
+        entry["seconds"] += run["seconds"]
+    for entry in out.values():
+        entry["mean"] = list(np.mean(entry["values"], axis=0))
+        entry["seeds"] = len(entry["values"])
+    return out
+
+
+def write_csv(state: dict[str, Any]) -> None:
+    with (OUT / "search-quality.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["part", "strategy", "seed", "evaluations", "figure", "value", "proposals", "seconds"])
+        for part, field, checkpoints in (("zeroshot", "hv_ratio", ZS_CHECKPOINTS), ("multishot", "hv", MS_CHECKPOINTS)):
+            for run in state[part].values():
+                for k, value in zip(checkpoints, run[field]):
+                    figure = "hypervolume ratio" if part == "zeroshot" else "hypervolume"
+                    writer.writerow([part, run["strategy"], run["seed"], k, figure, f"{value:.4f}", run["proposals"],
+                                     f"{run['seconds']:.1f}"])  # fmt: skip
+
+
+def plot(state: dict[str, Any]) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, part, field, checkpoints, label in (
+        (axes[0], "zeroshot", "hv_ratio", ZS_CHECKPOINTS, "hypervolume / true front's"),
+        (axes[1], "multishot", "hv", MS_CHECKPOINTS, "hypervolume (val acc, latency)"),
+    ):
+        for strategy, entry in summary(state[part], field).items():
+            ax.plot(checkpoints, entry["mean"], marker="o", label=f"{strategy} ({entry['seeds']} seeds)")
+        ax.set_xlabel("evaluations (zero-shot scores)" if part == "zeroshot" else "trainings")
+        ax.set_ylabel(label)
+        ax.set_title(f"{part} on {DEVICE}, {SPACE}.yaml")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "search-quality.png", dpi=120)
+    plt.close(fig)
+
+
+def render(state: dict[str, Any]) -> str:
+    truth = state.get("zeroshot_truth", {})
+    lines = [
+        f"# Search quality on {DEVICE}: hypervolume per strategy",
+        "",
+        "Regenerate (resumes from `results/search-quality/`; finished runs are read from `search-quality.json`):",
+        "",
+        "    .venv/bin/python benchmarks/search_quality.py --part zeroshot",
+        "    .venv/bin/python benchmarks/search_quality.py --part multishot",
+        "",
+        "Figures: `search-quality.json` (every run: its evaluated points in order, proposal counts, seconds), "
+        "`search-quality.csv` (one row per strategy, seed and checkpoint), `search-quality.png`.",
+        "",
+        "Budget = evaluations: infeasible, duplicate and screened proposals are recorded and told to the sampler but "
+        "do not count. Hypervolume: both objectives scaled to [0, 1] and minimised (1 - value / max, latency / "
+        "latency budget), reference point (1, 1).",
+        "",
+        "## Zero-shot, exact",
+        "",
+    ]
+    if truth:
+        lines += [
+            f"`{SPACE}.yaml` has {truth['combinations']:,} combinations, {truth['distinct']:,} distinct networks; "
+            f"{truth['feasible']:,} meet latency <= {truth['latency_budget_ms']:.4f} ms (the baseline's estimate) and "
+            f"params <= {truth['max_params']:,}. Objectives: `params` proxy up, estimated latency down. Fastest "
+            f"feasible: {truth['fastest_feasible_ms']:.4f} ms. True front hypervolume {truth['hypervolume']:.4f} "
+            f"(enumerated and measured in {truth['measure_seconds']:.0f} s).",
+            "",
+        ]
+    lines += _table(state["zeroshot"], "hv_ratio", ZS_CHECKPOINTS, "hypervolume ratio after")
+    lines += ["", "## Multishot on Fashion-MNIST (the ablation's search recipe)", ""]
+    recipe = SearchRecipe()
+    lines += [
+        f"{recipe.epochs} epochs on {recipe.train_limit:,} training images of a seeded Fashion-MNIST subset (val "
+        f"{recipe.subset_train // 10:,}), batch 64, lr 0.1, no pruner; multishot mode (every feasible new candidate "
+        "trained); latency budget = the baseline's estimate. Objectives: validation accuracy up, latency down.",
+        "",
+    ]
+    lines += _table(state["multishot"], "hv", MS_CHECKPOINTS, "hypervolume after")
+    return "\n".join(lines) + "\n"
+
+
+def _table(runs: dict[str, Any], field: str, checkpoints: Sequence[int], what: str) -> list[str]:
+    if not runs:
+        return ["Not run yet."]
+    head = " | ".join(f"{what} {k}" for k in checkpoints)
+    lines = [
+        f"| strategy | seeds | {head} | per seed at {checkpoints[-1]} | proposals per evaluation | s per evaluation |",
+        "|---|---:|" + "---:|" * len(checkpoints) + "---|---:|---:|",
+    ]
+    for strategy, entry in summary(runs, field).items():
+        means = " | ".join(f"{m:.3f}" for m in entry["mean"])
+        seeds = ", ".join(f"{v[-1]:.3f}" for v in entry["values"])
+        per = entry["proposals"] / max(1, entry["evaluations"])
+        seconds = entry["seconds"] / max(1, entry["evaluations"])
+        lines.append(f"| {strategy} | {entry['seeds']} | {means} | {seeds} | {per:.1f} | {seconds:.2f} |")
+    stopped = [f"{k}: {r['stopped']}" for k, r in runs.items() if r.get("stopped")]
+    return lines + ([""] + [f"* stopped early: {s}" for s in stopped] if stopped else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["zeroshot", "multishot", "report"], required=True)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    args = parser.parse_args(argv)
+    use_committed_estimators(REPO / "build" / "search-quality" / "estimators", DEVICE)
+    state = load_state()
+    if args.part == "zeroshot":
+        zeroshot_part(state, args.strategies, args.seeds)
+    elif args.part == "multishot":
+        multishot_part(state, args.strategies, args.seeds)
+    state = load_state()
+    write_csv(state)
+    plot(state)
+    (OUT / "search-quality.md").write_text(render(state))
+    logger.info("wrote %s", OUT / "search-quality.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
