@@ -65,8 +65,8 @@ import sys
 from nas.search import run_search
 from search_spaces import shipped_space_path
 run_search(space=shipped_space_path("combined"), device="sim-npu-p32", dataset="digits", mode="zeroshot",
-           proxy="params", baseline=False, feasible_start=False, population_size=4, latency_budget_ms=0.3, max_params=600_000,
-           max_peak_memory_kb=256, trials=8, strategy=sys.argv[1], study="two", storage=sys.argv[2],
+           proxy="params", baseline=False, feasible_start=False, population_size=4, latency_budget_ms=0.3,
+           max_params=600_000, max_peak_memory_kb=256, trials=8, strategy=sys.argv[1], study="two", storage=sys.argv[2],
            results_dir=sys.argv[3], seed=int(sys.argv[4]))
 """
 
