@@ -224,7 +224,7 @@ def _queue_known(
     fresh = not study.trials
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
-    if fresh and settings.feasible_start and settings.strategy != "random":
+    if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
         enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible start, spread in latency")
 
 
