@@ -66,7 +66,7 @@ def run_search(
     dataset: str,
     study: str = "edgenas",
     trials: int = 60,
-    strategy: str = "evolution",
+    strategy: str = "surrogate",
     mode: str = "hybrid",
     latency_budget_ms: float | None = None,
     max_params: int | None = None,

@@ -44,7 +44,9 @@ class SearchSettings:
     # The study's target, all workers together: candidates evaluated (trained, or scored in zeroshot mode).
     # Budget breakers, duplicates and screened candidates are free proposals (nas.search.counting).
     trials: int = 60
-    strategy: str = "evolution"
+    # The best measured in results/search-quality.md: nearly every proposal is feasible and new, so nearly every
+    # proposal is an evaluation, and the front fills from the fastest feasible network to the budget.
+    strategy: str = "surrogate"
     mode: str = "hybrid"
     latency_budget_ms: float | None = None
     max_params: int | None = None
