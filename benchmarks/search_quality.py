@@ -141,22 +141,24 @@ def _front_of(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def run_one(part: str, strategy: str, seed: int, trials: int, options: dict[str, Any]) -> dict[str, Any]:
     """One (strategy, seed) search, created or resumed; its hypervolume curve and counts."""
-    folder = STATE / part
     start = time.perf_counter()
     stopped = ""
     try:
-        result = run_search(
-            **options, study=f"{strategy}-s{seed}", results_dir=folder, strategy=strategy, seed=seed, trials=trials
-        )
-        study = result.study
+        study = f"{strategy}-s{seed}"
+        run_search(**options, study=study, results_dir=STATE / part, strategy=strategy, seed=seed, trials=trials)
     except SearchError as exc:  # the proposal cap: report what it got
         stopped = str(exc)
-        storage = f"sqlite:///{folder / f'{strategy}-s{seed}' / 'study.db'}"
-        study = optuna.load_study(study_name=f"{strategy}-s{seed}", storage=storage)
-    seconds = time.perf_counter() - start
-    trials_ = study.get_trials(deepcopy=False)
-    counts = tally(trials_)
-    evaluated = [t for t in sorted(trials_, key=lambda t: t.number) if counts_toward_budget(t)]
+    return {**read_run(part, strategy, seed), "seconds": time.perf_counter() - start, "stopped": stopped}
+
+
+def read_run(part: str, strategy: str, seed: int) -> dict[str, Any]:
+    """A run's figures from its study (finished or not); ``seconds``: the trials' own durations."""
+    key = f"{strategy}-s{seed}"
+    study = optuna.load_study(study_name=key, storage=f"sqlite:///{STATE / part / key / 'study.db'}")
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    counts = tally(trials)
+    evaluated = [t for t in trials if counts_toward_budget(t)]
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete]
     return {
         "strategy": strategy,
         "seed": seed,
@@ -167,8 +169,8 @@ def run_one(part: str, strategy: str, seed: int, trials: int, options: dict[str,
         "screened": counts.screened,
         "evaluations": counts.evaluated,
         "over_budget": sum(any(v > 0 for v in t.constraints.values()) for t in evaluated),
-        "seconds": seconds,
-        "stopped": stopped,
+        "seconds": sum(durations),
+        "stopped": "",
     }
 
 
@@ -179,10 +181,13 @@ def _point(trial) -> list[float] | None:
     return [float(trial.values[0]), float(trial.user_attrs["latency_ms"])]
 
 
-def curve(run: dict[str, Any], checkpoints: Sequence[int], value_max: float, budget_ms: float) -> list[float]:
+def curve(run: dict[str, Any], checkpoints: Sequence[int], value_max: float, budget_ms: float) -> list[float | None]:
     """Hypervolume of the first k evaluations, for each checkpoint k."""
-    out = []
+    out: list[float | None] = []
     for k in checkpoints:
+        if k > len(run["evaluated"]):
+            out.append(None)  # an unfinished run has not got there yet
+            continue
         points = [scaled(v, ms, value_max, budget_ms) for v, ms in (p for p in run["evaluated"][:k] if p)]
         out.append(hypervolume(points))
     return out
@@ -224,11 +229,12 @@ def zeroshot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Seque
     }
     for strategy, seed in itertools.product(strategies, seeds):
         key = f"{strategy}-s{seed}"
-        if key in state["zeroshot"]:
+        if key in load_state()["zeroshot"]:  # another process of this benchmark may have finished it
             continue
         logger.info("zeroshot %s", key)
         run = run_one("zeroshot", strategy, seed, max(ZS_CHECKPOINTS), options)
-        run["hv_ratio"] = [hv / truth["hypervolume"] for hv in curve(run, ZS_CHECKPOINTS, ZS_MAX_PARAMS, budget)]
+        hvs = curve(run, ZS_CHECKPOINTS, ZS_MAX_PARAMS, budget)
+        run["hv_ratio"] = [None if hv is None else hv / truth["hypervolume"] for hv in hvs]
         save_run(state, "zeroshot", key, run)
 
 
@@ -249,7 +255,7 @@ def multishot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequ
         options.pop(key)
     for seed, strategy in itertools.product(seeds, strategies):
         key = f"{strategy}-s{seed}"
-        if key in state["multishot"]:
+        if key in load_state()["multishot"]:
             continue
         logger.info("multishot %s", key)
         run = run_one("multishot", strategy, seed, max(MS_CHECKPOINTS), options)
@@ -257,32 +263,48 @@ def multishot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequ
         save_run(state, "multishot", key, run)
 
 
-def _with_over_budget(state: dict[str, Any]) -> dict[str, Any]:
-    """Runs saved before ``over_budget`` was recorded get it from their study."""
-    for part in ("zeroshot", "multishot"):
-        for key, run in state[part].items():
-            db = STATE / part / key / "study.db"
-            if "over_budget" not in run and db.exists():
-                study = optuna.load_study(study_name=key, storage=f"sqlite:///{db}")
-                evaluated = [t for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)]
-                run["over_budget"] = sum(any(v > 0 for v in t.constraints.values()) for t in evaluated)
+def with_unfinished(state: dict[str, Any]) -> dict[str, Any]:
+    """Add the multishot studies still under way (a killed or running benchmark), marked ``partial``."""
+    for part in ("zeroshot", "multishot"):  # runs saved before ``over_budget`` was recorded
+        for run in state[part].values():
+            if "over_budget" not in run:
+                run["over_budget"] = read_run(part, run["strategy"], run["seed"])["over_budget"]
+    folder = STATE / "multishot"
+    budget = None
+    for db in sorted(folder.glob("*-s*/study.db")):
+        key = db.parent.name
+        if key in state["multishot"]:
+            continue
+        strategy, seed = key.rsplit("-s", 1)
+        budget = budget if budget is not None else latency_budget_ms()
+        run = {**read_run("multishot", strategy, int(seed)), "partial": True}
+        run["hv"] = curve(run, MS_CHECKPOINTS, 1.0, budget)
+        state["multishot"][key] = run
     return state
 
 
 # ----- report ---------------------------------------------------------------------------------------------------
 def summary(runs: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
-    """Per strategy: mean and per-seed values of ``field`` at each checkpoint, and the cost figures."""
+    """Per strategy: mean and per-seed values of ``field`` at each checkpoint (None: no seed got there), costs."""
     out: dict[str, dict[str, Any]] = {}
     for run in runs.values():
-        entry = out.setdefault(run["strategy"], {"values": [], "proposals": 0, "evaluations": 0, "seconds": 0.0})
+        entry = out.setdefault(
+            run["strategy"], {"values": [], "proposals": 0, "evaluations": 0, "seconds": 0.0, "partial": False}
+        )
         entry["values"].append(run[field])
         entry["proposals"] += run["proposals"]
         entry["evaluations"] += run["evaluations"]
         entry["seconds"] += run["seconds"]
+        entry["partial"] |= bool(run.get("partial"))
     for entry in out.values():
-        entry["mean"] = list(np.mean(entry["values"], axis=0))
+        columns = zip(*entry["values"])
+        entry["mean"] = [_mean([v for v in column if v is not None]) for column in columns]
         entry["seeds"] = len(entry["values"])
     return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def write_csv(state: dict[str, Any]) -> None:
@@ -293,7 +315,8 @@ def write_csv(state: dict[str, Any]) -> None:
             for run in state[part].values():
                 for k, value in zip(checkpoints, run[field]):
                     figure = "hypervolume ratio" if part == "zeroshot" else "hypervolume"
-                    writer.writerow([part, run["strategy"], run["seed"], k, figure, f"{value:.4f}", run["proposals"],
+                    shown = "" if value is None else f"{value:.4f}"
+                    writer.writerow([part, run["strategy"], run["seed"], k, figure, shown, run["proposals"],
                                      f"{run['seconds']:.1f}"])  # fmt: skip
 
 
@@ -304,7 +327,10 @@ def plot(state: dict[str, Any]) -> None:
         (axes[1], "multishot", "hv", MS_CHECKPOINTS, "hypervolume (val acc, latency)"),
     ):
         for strategy, entry in summary(state[part], field).items():
-            ax.plot(checkpoints, entry["mean"], marker="o", label=f"{strategy} ({entry['seeds']} seeds)")
+            xs = [k for k, m in zip(checkpoints, entry["mean"]) if m is not None]
+            ys = [m for m in entry["mean"] if m is not None]
+            partial = ", partial" if entry["partial"] else ""
+            ax.plot(xs, ys, marker="o", label=f"{strategy} ({entry['seeds']} seeds{partial})")
         ax.set_xlabel("evaluations (zero-shot scores)" if part == "zeroshot" else "trainings")
         ax.set_ylabel(label)
         ax.set_title(f"{part} on {DEVICE}, {SPACE}.yaml")
@@ -364,7 +390,9 @@ def _targets(state: dict[str, Any], default: str = "surrogate") -> list[str]:
 
     def at(table: dict, strategy: str, index: int) -> str:
         entry = table.get(strategy)
-        return f"{entry['mean'][index]:.3f} ({entry['seeds']} seeds)" if entry else "not run"
+        if not entry or entry["mean"][index] is None:
+            return "not reached yet" if entry else "not run"
+        return f"{entry['mean'][index]:.3f} ({entry['seeds']} seeds)"
 
     over = sum(r.get("over_budget", 0) for r in runs)
     trainings = [r["evaluations"] for r in state["multishot"].values()]
@@ -389,11 +417,12 @@ def _table(runs: dict[str, Any], field: str, checkpoints: Sequence[int], what: s
         "|---|---:|" + "---:|" * len(checkpoints) + "---|---:|---:|",
     ]
     for strategy, entry in summary(runs, field).items():
-        means = " | ".join(f"{m:.3f}" for m in entry["mean"])
-        seeds = ", ".join(f"{v[-1]:.3f}" for v in entry["values"])
+        means = " | ".join("-" if m is None else f"{m:.3f}" for m in entry["mean"])
+        seeds = ", ".join("-" if v[-1] is None else f"{v[-1]:.3f}" for v in entry["values"])
         per = entry["proposals"] / max(1, entry["evaluations"])
         seconds = entry["seconds"] / max(1, entry["evaluations"])
-        lines.append(f"| {strategy} | {entry['seeds']} | {means} | {seeds} | {per:.1f} | {seconds:.2f} |")
+        name = f"{strategy} (unfinished: {entry['evaluations']} evaluations)" if entry["partial"] else strategy
+        lines.append(f"| {name} | {entry['seeds']} | {means} | {seeds} | {per:.1f} | {seconds:.2f} |")
     stopped = [f"{k}: {r['stopped']}" for k, r in runs.items() if r.get("stopped")]
     return lines + ([""] + [f"* stopped early: {s}" for s in stopped] if stopped else [])
 
@@ -411,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         zeroshot_part(state, args.strategies, args.seeds)
     elif args.part == "multishot":
         multishot_part(state, args.strategies, args.seeds)
-    state = _with_over_budget(load_state())
+    state = with_unfinished(load_state())
     write_csv(state)
     plot(state)
     (OUT / "search-quality.md").write_text(render(state))
