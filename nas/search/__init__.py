@@ -4,9 +4,11 @@ One entry point, :func:`run_search` (``edgenas search`` on the command
 line). The modules follow the life of a trial:
 
     settings   SearchSettings: every knob, its default and why
-    budgets    hard budgets (latency, params, peak memory) and their constraint values
-    study      storage, study, samplers (evolution = NSGA-II, tpe, random), pruners
-    objective  one trial: suggest, measure, refuse budget breakers, evaluate, record
+    budgets    hard budgets (latency, params, peak memory), their constraint values, the spread feasible start
+    counting   what the budget counts: evaluations; infeasible, duplicate and screened proposals are free
+    study      storage, study, samplers (evolution = NSGA-II, tpe, random, gp, surrogate), pruners
+    surrogate  the predictor-guided sampler: a model of accuracy searched with the latency estimator
+    objective  one trial: suggest, measure, refuse budget breakers, screen, claim an evaluation, evaluate, record
     modes      multishot / zeroshot / hybrid evaluators
     resume     interrupted trials (heartbeat, dead workers), one retry, warm-start queueing
     results    trials.csv, pareto.json + pareto/*.yaml; report.md (report), pareto.png (plots)
