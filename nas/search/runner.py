@@ -225,7 +225,9 @@ def _queue_known(
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
     if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
-        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible start, spread in latency")
+        # No more than the study will run: the rest would be left WAITING once the target is reached.
+        count = min(population_size_of(settings), settings.trials)
+        enqueue_archs(study, space, reference(count), source="feasible start, spread in latency")
 
 
 def _plain_storage(settings: SearchSettings, storage):
