@@ -264,22 +264,27 @@ def multishot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequ
 
 
 def with_unfinished(state: dict[str, Any]) -> dict[str, Any]:
-    """Add the multishot studies still under way (a killed or running benchmark), marked ``partial``."""
+    """Add the studies still under way (a killed or running benchmark), marked ``partial``."""
     for part in ("zeroshot", "multishot"):  # runs saved before ``over_budget`` was recorded
         for run in state[part].values():
             if "over_budget" not in run:
                 run["over_budget"] = read_run(part, run["strategy"], run["seed"])["over_budget"]
-    folder = STATE / "multishot"
     budget = None
-    for db in sorted(folder.glob("*-s*/study.db")):
-        key = db.parent.name
-        if key in state["multishot"]:
-            continue
-        strategy, seed = key.rsplit("-s", 1)
-        budget = budget if budget is not None else latency_budget_ms()
-        run = {**read_run("multishot", strategy, int(seed)), "partial": True}
-        run["hv"] = curve(run, MS_CHECKPOINTS, 1.0, budget)
-        state["multishot"][key] = run
+    for part in ("zeroshot", "multishot"):
+        for db in sorted((STATE / part).glob("*-s*/study.db")):
+            key = db.parent.name
+            if key in state[part]:
+                continue
+            strategy, seed = key.rsplit("-s", 1)
+            budget = budget if budget is not None else latency_budget_ms()
+            run = {**read_run(part, strategy, int(seed)), "partial": True}
+            if part == "multishot":
+                run["hv"] = curve(run, MS_CHECKPOINTS, 1.0, budget)
+            else:
+                truth = state["zeroshot_truth"]["hypervolume"]
+                hvs = curve(run, ZS_CHECKPOINTS, ZS_MAX_PARAMS, budget)
+                run["hv_ratio"] = [None if hv is None else hv / truth for hv in hvs]
+            state[part][key] = run
     return state
 
 
