@@ -385,8 +385,26 @@ def render(state: dict[str, Any]) -> str:
         "",
     ]
     lines += _table(state["multishot"], "hv", MS_CHECKPOINTS, "hypervolume after")
-    lines += ["", "## Targets (issue 14)", "", *_targets(state)]
+    lines += ["", "## Targets (issue 14)", "", *_targets(state), "", "## What was cut", "", *_cuts(state)]
     return "\n".join(lines) + "\n"
+
+
+def _cuts(state: dict[str, Any]) -> list[str]:
+    """The planned runs (every strategy x 3 seeds, both parts) not finished yet, by part."""
+    lines = []
+    for part, planned in (("zeroshot", max(ZS_CHECKPOINTS)), ("multishot", max(MS_CHECKPOINTS))):
+        done = {k for k, r in state[part].items() if not r.get("partial")}
+        partial = [f"{k} ({r['evaluations']} of {planned})" for k, r in state[part].items() if r.get("partial")]
+        missing = [f"{s}-s{seed}" for s in STRATEGIES for seed in SEEDS if f"{s}-s{seed}" not in state[part]]
+        lines.append(
+            f"* {part}: finished {len(done)} of {len(STRATEGIES) * len(SEEDS)} runs; unfinished: "
+            f"{', '.join(partial) or 'none'}; not started: {', '.join(missing) or 'none'}."
+        )
+    return lines + [
+        "* Every run resumes where it stopped (`results/search-quality/<part>/<run>/study.db`): rerun the commands "
+        "above, with `--strategies` and `--seeds` to choose runs. Seconds per evaluation were measured on a shared "
+        "2-core machine running several other jobs (load 10-15), so they overstate the cost."
+    ]
 
 
 def _targets(state: dict[str, Any], default: str = "surrogate") -> list[str]:
