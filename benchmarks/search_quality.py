@@ -46,7 +46,7 @@ import optuna  # noqa: E402
 
 from benchmarks._final_training import REPO, SearchRecipe, use_committed_estimators, write_search_data  # noqa: E402
 from latency_estimator import get_device  # noqa: E402
-from nas.search import SearchError, run_search  # noqa: E402
+from nas.search import ProposalsExhausted, run_search  # noqa: E402
 from nas.search.counting import counts_toward_budget, tally  # noqa: E402
 from nas.search.runner import load_or_build_estimator  # noqa: E402
 from search_spaces import baseline_arch, count_arch, load_space, shipped_space_path  # noqa: E402
@@ -146,7 +146,7 @@ def run_one(part: str, strategy: str, seed: int, trials: int, options: dict[str,
     try:
         study = f"{strategy}-s{seed}"
         run_search(**options, study=study, results_dir=STATE / part, strategy=strategy, seed=seed, trials=trials)
-    except SearchError as exc:  # the proposal cap: report what it got
+    except ProposalsExhausted as exc:  # the proposal cap: report what it got
         stopped = str(exc)
     return {**read_run(part, strategy, seed), "seconds": time.perf_counter() - start, "stopped": stopped}
 

@@ -21,7 +21,7 @@ from nas.search.budgets import Budgets, Measured, SearchError, Violation
 from nas.search.modes import Evaluator
 from nas.search.results import ParetoPoint, TrialRow, pareto_front, trial_rows, write_results
 from nas.search.resume import enqueue_archs
-from nas.search.runner import SearchResult, run_search, run_with_latency_fn
+from nas.search.runner import ProposalsExhausted, SearchResult, run_search, run_with_latency_fn
 from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Evaluator",
     "Measured",
     "ParetoPoint",
+    "ProposalsExhausted",
     "SearchError",
     "SearchResult",
     "SearchSettings",

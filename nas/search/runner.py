@@ -39,7 +39,7 @@ from nas.search.study import (
 from nas.search.surrogate import ProposalContext
 from search_spaces import ArchConfig, SearchSpace, baseline_arch, load_space
 
-__all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
+__all__ = ["ProposalsExhausted", "SearchResult", "run_search", "run_with_latency_fn"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,17 @@ class SearchResult:
     pareto: list[ParetoPoint]  # feasible, non-dominated, one per architecture, by latency
     results_dir: Path
     settings: SearchSettings
+
+
+class ProposalsExhausted(SearchError):
+    """The search stopped short of its evaluations: the budgets (or a small space) admit too few new candidates.
+
+    The result files are written; ``result`` holds the study and its front as they are.
+    """
+
+    def __init__(self, message: str, result: SearchResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def run_search(
@@ -111,9 +122,10 @@ def run_search(
     Raises :class:`SearchError` (and other one-line ``EdgeNasError``) for bad
     settings: unknown strategy, mode, device or dataset, a budget <= 0 or one
     that even the smallest candidates break, a study created with other settings;
-    and, once the result files are written, when the search made
+    and, once the result files are written, :class:`ProposalsExhausted` (a
+    SearchError holding the result) when the search made
     ``max_proposals_per_evaluation`` proposals per evaluation (budgets that
-    admit almost nothing).
+    admit almost nothing, or fewer feasible networks in the space than ``trials``).
     """
     options = {k: v for k, v in locals().items() if k not in ("warm_start", "progress")}
     options.update(space=str(space), results_dir=str(results_dir), data_dir=None if data_dir is None else str(data_dir))
@@ -193,8 +205,9 @@ def run_with_latency_fn(
     extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
     _optimize(study, storage, objective, settings, extra, progress)
     front = write_results(study, settings, extra=extra)
-    _raise_if_exhausted(study, settings)
-    return SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+    result = SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+    _raise_if_exhausted(result)
+    return result
 
 
 def _open_studies(
@@ -314,15 +327,17 @@ def exhausted(counts: Tally, settings: SearchSettings) -> bool:
     return counts.evaluated < settings.trials and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
 
 
-def _raise_if_exhausted(study: optuna.Study, settings: SearchSettings) -> None:
+def _raise_if_exhausted(result: SearchResult) -> None:
+    study, settings = result.study, result.settings
     counts = tally(study.get_trials(deepcopy=False))
     if exhausted(counts, settings):
-        raise SearchError(
+        raise ProposalsExhausted(
             f"search {settings.study!r} stopped after {counts.proposals:,} proposals for {counts.evaluated} of "
             f"{settings.trials} evaluations ({counts.infeasible:,} infeasible, {counts.duplicates:,} duplicates, "
             f"{counts.screened:,} screened; the limit is {settings.max_proposals_per_evaluation} proposals per "
             f"evaluation): the budgets {settings.budgets.describe()} admit almost nothing in this space; "
-            "loosen them or search another space"
+            "loosen them or search another space",
+            result,
         )
 
 
