@@ -117,7 +117,7 @@ def test_settings_command_names_the_cli_flags():
 
 def test_samplers_and_pruners_by_name():
     base = {"space": "s", "device": "d", "dataset": "digits"}
-    evolution = make_sampler(SearchSettings(**base, population_size=8, mutation_prob=0.2), seed=0)
+    evolution = make_sampler(SearchSettings(**base, strategy="evolution", population_size=8, mutation_prob=0.2), seed=0)
     assert isinstance(evolution, optuna.samplers.NSGAIISampler)
     assert isinstance(make_sampler(SearchSettings(**base, strategy="tpe"), seed=0), optuna.samplers.TPESampler)
     assert isinstance(make_sampler(SearchSettings(**base, strategy="random"), seed=0), optuna.samplers.RandomSampler)
