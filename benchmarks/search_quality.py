@@ -326,16 +326,24 @@ def write_csv(state: dict[str, Any]) -> None:
 
 
 def plot(state: dict[str, Any]) -> None:
+    """Hypervolume after every evaluation (mean over the seeds that got there), one line per strategy."""
+    budget = state.get("zeroshot_truth", {}).get("latency_budget_ms") or latency_budget_ms()
+    truth = state.get("zeroshot_truth", {}).get("hypervolume", 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, part, field, checkpoints, label in (
-        (axes[0], "zeroshot", "hv_ratio", ZS_CHECKPOINTS, "hypervolume / true front's"),
-        (axes[1], "multishot", "hv", MS_CHECKPOINTS, "hypervolume (val acc, latency)"),
+    for ax, part, value_max, scale, label in (
+        (axes[0], "zeroshot", ZS_MAX_PARAMS, truth, "hypervolume / true front's"),
+        (axes[1], "multishot", 1.0, 1.0, "hypervolume (val acc, latency)"),
     ):
-        for strategy, entry in summary(state[part], field).items():
-            xs = [k for k, m in zip(checkpoints, entry["mean"]) if m is not None]
-            ys = [m for m in entry["mean"] if m is not None]
-            partial = ", partial" if entry["partial"] else ""
-            ax.plot(xs, ys, marker="o", label=f"{strategy} ({entry['seeds']} seeds{partial})")
+        by_strategy: dict[str, list[list[float]]] = {}
+        for run in state[part].values():
+            steps = range(1, len(run["evaluated"]) + 1)
+            by_strategy.setdefault(run["strategy"], []).append(
+                [v / scale for v in curve(run, steps, value_max, budget) if v is not None]
+            )
+        for strategy, curves in sorted(by_strategy.items()):
+            length = max(len(c) for c in curves)
+            mean = [float(np.mean([c[i] for c in curves if len(c) > i])) for i in range(length)]
+            ax.plot(range(1, length + 1), mean, label=f"{strategy} ({len(curves)} seed{'s' * (len(curves) > 1)})")
         ax.set_xlabel("evaluations (zero-shot scores)" if part == "zeroshot" else "trainings")
         ax.set_ylabel(label)
         ax.set_title(f"{part} on {DEVICE}, {SPACE}.yaml")
