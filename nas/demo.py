@@ -94,7 +94,7 @@ def estimate_baseline() -> None:
 
 
 def search() -> Path:
-    step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trials, hybrid: proxy screening + short training)")
+    step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trainings, hybrid: proxy screening + short training)")
     command = ["search", "--space", str(shipped_space_path("combined")), "--device", DEVICE, "--dataset", "digits"]
     command += ["--trials", str(SEARCH_TRIALS), "--mode", "hybrid", "--epochs", "3", "--study", STUDY]
     command += ["--latency-budget-ms", str(LATENCY_BUDGET_MS), "--max-params", str(MAX_PARAMS), "--seed", str(SEED)]
