@@ -16,7 +16,8 @@ one more evaluation's worth).
 Several workers reach exactly N: a worker about to evaluate first records a
 claim on its trial (:func:`claim_evaluation`); the claims are ranked by
 trial number, and a claim beyond the N-th backs off unevaluated (outcome
-SURPLUS, free) and stops its worker.
+SURPLUS, free); its worker stops once the study holds N evaluations finished
+or under way (:func:`committed`) and no interrupted trial waits for its retry.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "EVALUATED_OUTCOMES",
     "Tally",
     "claim_evaluation",
+    "committed",
     "counts_toward_budget",
     "proposals_exhausted",
     "tally",
@@ -95,8 +97,19 @@ def proposals_exhausted(counts: Tally, max_proposals_per_evaluation: int) -> boo
     return counts.proposals >= max_proposals_per_evaluation * (counts.evaluated + 1)
 
 
+def committed(trials: Iterable[FrozenTrial]) -> int:
+    """Evaluations finished plus those under way (running trials holding a claim): what a worker stops at."""
+    return sum(
+        counts_toward_budget(t) or (t.state == TrialState.RUNNING and CLAIM_ATTR in t.user_attrs) for t in trials
+    )
+
+
 def claim_evaluation(trial: optuna.Trial, target: int) -> bool:
     """Claim one of the study's ``target`` evaluations for ``trial``; False when all are taken.
+
+    The retry of an interrupted trial always gets its evaluation: the one it
+    replaces never counted, and a resumed run gives every interrupted
+    architecture its retry even when the target is reached.
 
     The claim is written first, then the claims are read back: the finished
     evaluations plus the running trials holding a claim with a lower number.
@@ -107,6 +120,8 @@ def claim_evaluation(trial: optuna.Trial, target: int) -> bool:
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
         if other.number == trial.number:
+            if "failed_trial" in other.system_attrs:
+                return True
             continue
         claimed = other.state == TrialState.RUNNING and CLAIM_ATTR in other.user_attrs and other.number < trial.number
         ahead += counts_toward_budget(other) or claimed

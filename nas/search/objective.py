@@ -16,8 +16,7 @@ goes on. The same architecture proposed again reuses the earlier result
 Budget breakers, duplicates and screened candidates are free proposals; only
 an evaluation counts toward the study's N (:mod:`nas.search.counting`). A
 candidate that passes the screen claims an evaluation first; when the study
-(all workers together) already holds N, it is recorded as SURPLUS, unevaluated,
-and the worker stops.
+(all workers together) already holds N, it is recorded as SURPLUS, unevaluated.
 """
 
 from __future__ import annotations
@@ -90,8 +89,7 @@ class Objective:
         self._guarded(trial, arch, self.evaluator.screen)
         if self.target is not None and not claim_evaluation(trial, self.target):
             set_outcome(trial, "SURPLUS", f"the study already holds its {self.target} evaluations; not evaluated")
-            trial.study.stop()
-            raise optuna.TrialPruned("surplus")
+            raise optuna.TrialPruned("surplus")  # the run's callback stops the worker
         value = self._guarded(trial, arch, self.evaluator.evaluate)
         set_outcome(trial, "COMPLETE")
         return self.values(value, measured)

@@ -22,7 +22,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
-from nas.search.counting import Tally, proposals_exhausted, tally
+from nas.search.counting import Tally, committed, proposals_exhausted, tally
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, write_results
@@ -315,12 +315,15 @@ def pending_retries(study: optuna.Study) -> int:
 
 
 def finished(study: optuna.Study, settings: SearchSettings) -> bool:
-    """The run ends at the target, once no interrupted architecture waits for its retry.
+    """The run ends when the study's evaluations, finished or under way, reach the target and no interrupted
+    architecture waits for its retry.
 
     Optuna runs queued trials oldest first, so a retry may come after
-    architectures queued earlier (the feasible start); they run too.
+    architectures queued earlier (the feasible start); past the target those
+    are recorded as SURPLUS, unevaluated, and the retry is evaluated.
     """
-    return counted_trials(study) >= settings.trials and not pending_retries(study)
+    trials = study.get_trials(deepcopy=False)
+    return committed(trials) >= settings.trials and not pending_retries(study)
 
 
 def exhausted(counts: Tally, settings: SearchSettings) -> bool:
