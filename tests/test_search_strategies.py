@@ -10,6 +10,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,16 @@ def evaluated(folder: Path) -> list[dict[str, str]]:
     return [row for row in read_rows(folder) if row["evaluated"] == "1"]
 
 
+def wait_for_study(journal: Path, timeout_s: float = 300.0) -> None:
+    """Until the first worker has created the study and recorded its settings in the journal."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if journal.exists() and "edgenas.settings" in journal.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no study in {journal} after {timeout_s:.0f} s")
+
+
 WORKER = """
 import sys
 from nas.search import run_search
@@ -77,10 +88,11 @@ def test_each_strategy_keeps_the_budgets_shares_a_journal_and_resumes(tmp_path, 
     journal = tmp_path / "two.log"
     env = {**os.environ, "EDGENAS_ESTIMATORS": str(sim_estimator), "PYTHONPATH": str(REPO)}
     args = [strategy, str(journal), str(tmp_path)]
-    workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, *args, str(seed)], cwd=REPO, env=env, stderr=subprocess.PIPE)
-        for seed in (1, 2)
-    ]
+    workers = []
+    for seed in (1, 2):
+        command = [sys.executable, "-c", WORKER, *args, str(seed)]
+        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE))
+        wait_for_study(journal)  # two workers creating one new study at once is issue 17's race, not this test's
     errors = [worker.communicate(timeout=900)[1].decode() for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n".join(e[-2000:] for e in errors)
     first = evaluated(tmp_path / "two")
