@@ -97,9 +97,6 @@ def search() -> Path:
     step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trainings, hybrid: proxy screening + short training)")
     command = ["search", "--space", str(shipped_space_path("combined")), "--device", DEVICE, "--dataset", "digits"]
     command += ["--trials", str(SEARCH_TRIALS), "--mode", "hybrid", "--epochs", "3", "--study", STUDY]
-    # Every one of the 16 trainings runs its 3 epochs: a pruned candidate has no accuracy to put on the front
-    # (with the default successive halving, 3 of the first 7 trainings were pruned).
-    command += ["--pruner", "none"]
     command += ["--latency-budget-ms", str(LATENCY_BUDGET_MS), "--max-params", str(MAX_PARAMS), "--seed", str(SEED)]
     print("$ edgenas " + " ".join(command))
     if edgenas(command) != 0:
