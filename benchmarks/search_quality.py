@@ -294,13 +294,13 @@ def summary(runs: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for run in runs.values():
         entry = out.setdefault(
-            run["strategy"], {"values": [], "proposals": 0, "evaluations": 0, "seconds": 0.0, "partial": False}
+            run["strategy"], {"values": [], "proposals": 0, "evaluations": 0, "seconds": 0.0, "partial": 0}
         )
         entry["values"].append(run[field])
         entry["proposals"] += run["proposals"]
         entry["evaluations"] += run["evaluations"]
         entry["seconds"] += run["seconds"]
-        entry["partial"] |= bool(run.get("partial"))
+        entry["partial"] += bool(run.get("partial"))
     for entry in out.values():
         columns = zip(*entry["values"])
         entry["mean"] = [_mean([v for v in column if v is not None]) for column in columns]
@@ -452,7 +452,7 @@ def _table(runs: dict[str, Any], field: str, checkpoints: Sequence[int], what: s
         seeds = ", ".join("-" if v[-1] is None else f"{v[-1]:.3f}" for v in entry["values"])
         per = entry["proposals"] / max(1, entry["evaluations"])
         seconds = entry["seconds"] / max(1, entry["evaluations"])
-        name = f"{strategy} (unfinished: {entry['evaluations']} evaluations)" if entry["partial"] else strategy
+        name = f"{strategy} ({entry['partial']} of {entry['seeds']} runs unfinished)" if entry["partial"] else strategy
         lines.append(f"| {name} | {entry['seeds']} | {means} | {seeds} | {per:.1f} | {seconds:.2f} |")
     stopped = [f"{k}: {r['stopped']}" for k, r in runs.items() if r.get("stopped")]
     return lines + ([""] + [f"* stopped early: {s}" for s in stopped] if stopped else [])
