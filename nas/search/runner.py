@@ -108,7 +108,6 @@ def run_search(
     if options["proxy"] is None:
         del options["proxy"]
     settings = SearchSettings(**options)
-    _check_estimator_scores(settings)
     latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
     return run_with_latency_fn(
         settings,
@@ -118,16 +117,6 @@ def run_search(
         warm_start=warm_start,
         progress=progress,
     )
-
-
-def _check_estimator_scores(settings: SearchSettings) -> None:
-    """The latency estimators decompose classification networks only: a dense space is refused, not mis-scored."""
-    task = load_space(settings.space).task
-    if task != "classification":
-        raise SearchError(
-            f"{settings.space}: the latency estimator of {settings.device!r} cannot score {task} networks yet "
-            f"(their neck and head ops, resize/add/lateral/separable/output convs, are neither decomposed nor profiled)"
-        )
 
 
 def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
