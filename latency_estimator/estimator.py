@@ -99,6 +99,7 @@ class LatencyEstimator:
         self.overhead = overhead
         self.metadata = metadata
         self.parallelism_factor = int(metadata["parallelism_factor"])
+        self.directory: Path | None = None  # the folder it was loaded from, if any
         self._pieces: dict[tuple, _Piece] = {}
 
     @property
@@ -115,18 +116,23 @@ class LatencyEstimator:
         """The subgraph kinds its features one-hot encode: those it can predict."""
         return tuple(kind for kind in KINDS if f"kind_{kind}" in self.model.feature_names)
 
-    def _batch(self, subgraphs: Sequence[Subgraph]) -> SubgraphBatch:
-        kinds = self.kinds
-        unknown = sorted({sg.kind for sg in subgraphs} - set(kinds))
+    def require_kinds(self, kinds: Sequence[str]) -> None:
+        """Raise :class:`EstimatorError` (one line: rebuild it) unless the estimator predicts every one of ``kinds``
+        (an estimator built before dense networks were estimated has no column for theirs)."""
+        unknown = sorted(set(kinds) - set(self.kinds))
         if unknown:
             dense = [kind for kind in unknown if kind in DENSE_KINDS]
-            why = "it was built before edgenas estimated dense networks" if dense else "it does not know them"
+            why = "it was built before edgenas estimated dense networks" if dense else "it was trained without them"
+            where = f"{self.directory}: the" if self.directory else "the"
             raise EstimatorError(
-                f"the {self.device} estimator cannot predict {', '.join(unknown)} subgraphs ({why}); rebuild it: "
-                f"delete its folder (or run `edgenas latency profile --device {self.device}` into a new folder, "
-                f"then `edgenas latency train`)"
+                f"{where} {self.device} estimator cannot predict {', '.join(unknown)} subgraphs ({why}); rebuild "
+                f"it: delete the folder (a simulated device's is then built again on first use), or run "
+                f"`edgenas latency profile --device {self.device}` and `edgenas latency train --device {self.device}`"
             )
-        return SubgraphBatch.of(subgraphs, self.parallelism_factor, kinds=kinds)
+
+    def _batch(self, subgraphs: Sequence[Subgraph]) -> SubgraphBatch:
+        self.require_kinds({sg.kind for sg in subgraphs})
+        return SubgraphBatch.of(subgraphs, self.parallelism_factor, kinds=self.kinds)
 
     # ----- one network ------------------------------------------------------
     def predict(self, arch: ArchConfig) -> Prediction:
@@ -258,7 +264,9 @@ class LatencyEstimator:
         names = tuple(metadata["feature_names"])
         loss = metadata.get("loss", "squared")  # estimators saved before the loss was a choice trained on squared error
         model = SubgraphModel(prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss)
-        return cls(model=model, overhead=overhead, metadata=metadata)
+        estimator = cls(model=model, overhead=overhead, metadata=metadata)
+        estimator.directory = directory
+        return estimator
 
 
 @contextlib.contextmanager

@@ -108,7 +108,8 @@ def run_search(
     if options["proxy"] is None:
         del options["proxy"]
     settings = SearchSettings(**options)
-    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
+    task = load_space(settings.space).task
+    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device, task=task)
     return run_with_latency_fn(
         settings,
         latency_fn=latency_fn,
@@ -119,14 +120,18 @@ def run_search(
     )
 
 
-def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
+def estimator_for(device: str, *, task: str = "classification") -> tuple[LatencyFn, int, int]:
     """(batched latency function, activation bytes of the device's data type, parallelism factor P); a simulated
-    device without an estimator gets one built (seconds)."""
+    device without an estimator gets one built (seconds). For a dense ``task``, an estimator built before dense
+    networks were estimated is refused here, in one line that says to rebuild it."""
     from latency_estimator.build import obtain_estimator
     from latency_estimator.devices import get_device
+    from latency_estimator.subgraph import DENSE_KINDS
 
     chosen = get_device(device)
     estimator = obtain_estimator(chosen)
+    if task != "classification":
+        estimator.require_kinds([kind for kind in DENSE_KINDS if kind != "concat"])
     return estimator.predict_many, chosen.dtype_bytes, chosen.parallelism_factor
 
 
