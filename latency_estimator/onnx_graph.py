@@ -17,7 +17,7 @@ a BatchNorm-folded torch export of the same network (what ``deploy`` ships)::
 A dense network is a graph (its head reads tapped stages, an add two maps): each unit reads the outputs its plan
 names (``search_spaces.plan.block_sources``), and the outputs no unit reads are the graph's outputs. Alone, a
 two-input unit gets its second operand as a constant. The graph input is ``input`` (1, C, H, W) and the output
-``output`` (``output``, ``output_1``, ... for several).
+``output`` (of a graph, ``<subgraph name>.output`` each).
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def network_model(
         values.append(builder.unit(subgraph, *([values[j] for j in read] if read else [INPUT])))
     read_by_any = {j for read in sources for j in read}
     outputs = [i for i in range(len(subgraphs)) if i not in read_by_any]
-    names = [OUTPUT if n == 0 else f"{OUTPUT}_{n}" for n in range(len(outputs))]
+    chain = all(read == ((i - 1,) if i else ()) for i, read in enumerate(sources))
+    # A graph's outputs are named after their subgraph (ORT names a node it adds at an output after the output).
+    names = [OUTPUT] if chain else [f"{subgraphs[i].name}.{OUTPUT}" for i in outputs]
     for i, output in zip(outputs, names):
         builder.rename_output(values[i], output)
     out_dims = [

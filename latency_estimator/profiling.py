@@ -246,7 +246,7 @@ def network_stream(parallelism_factor: int, coverage: Coverage, *, seed: int) ->
     turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network`, every :data:`HEAVY_EVERY`-th
     a :func:`heavy_network` and every :data:`DENSE_EVERY`-th of the others from the dense spaces."""
     spaces = searchable_spaces(parallelism_factor)
-    dense_spaces = searchable_spaces(parallelism_factor, dense=True)
+    dense_spaces = _alternating_tasks(searchable_spaces(parallelism_factor, dense=True))
     rng = np.random.default_rng([seed, 15485863])  # a stream apart from the evaluation's
     dense_rng = np.random.default_rng([seed, 15485867])  # its own stream: the classification draws stay as they were
     others = 0
@@ -261,6 +261,12 @@ def network_stream(parallelism_factor: int, coverage: Coverage, *, seed: int) ->
                 yield dense_spaces[(others // DENSE_EVERY) % len(dense_spaces)].sample(dense_rng)
             else:
                 yield spaces[i % len(spaces)].sample(rng)
+
+
+def _alternating_tasks(spaces: list) -> list:
+    """Detection and segmentation spaces in turn (each task's in their own order)."""
+    rank = {space.name: [s.name for s in spaces if s.task == space.task].index(space.name) for space in spaces}
+    return sorted(spaces, key=lambda space: rank[space.name])
 
 
 def _adaptive_weights(dataset: MeasurementDataset, coverage: Coverage) -> dict[tuple[str, int], float]:

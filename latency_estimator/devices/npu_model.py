@@ -14,8 +14,10 @@ The engine runs one op at a time (batch 1, int8 by default):
   feature-map add, concat and bilinear resize): ``out_lanes`` elements per
   cycle; a bilinear resize blends 4 input pixels per output element (4 passes),
   a concat copies its inputs (one pass). Activations are applied in the array's
-  output pipeline (free). These ops do no MACs: on every shipped profile they
-  are memory-bound whenever a tensor goes to or comes from DRAM.
+  output pipeline (free). These ops do no MACs: an add or a concat is
+  memory-bound whenever a tensor goes to or comes from DRAM; a resize's four
+  passes over a 4x larger output can keep a narrow vector unit (P=16) busier
+  than the DRAM.
 * **Memory**: an activation lives in on-chip SRAM when it fits there together
   with what else must be live (the op's input, if on chip, and a residual
   block's input, held until its add); otherwise it is written to DRAM and read
