@@ -58,6 +58,8 @@ class SubgraphSpec:
     def network(self) -> ArchConfig:
         """The smallest network holding this subgraph (its stem is a 1x1 conv to ``in_channels``); not for the
         dense kinds (:meth:`subgraph` builds them from their ops)."""
+        if self.kind in DENSE_PROFILED_KINDS:
+            raise EstimatorError(f"a {self.kind} subgraph has no one-block network; build it with subgraph()")
         relay = StemConfig(kernel=1, channels=self.in_channels, stride=1)
         stem, stages, head_channels, classes = relay, (), 0, 10
         if self.kind == "stem":
