@@ -14,8 +14,8 @@ from typing import Any
 import onnx
 
 from deploy.errors import CompileError
+from deploy.onnx_file import read_onnx
 from deploy.session import INPUT_NAME
-from search_spaces.errors import one_line
 
 __all__ = ["batch1_shape", "load_onnx", "lower_onnx"]
 
@@ -41,13 +41,7 @@ def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any
 def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    path = Path(model)
-    if not path.is_file():
-        raise CompileError(f"{path}: no such ONNX file")
-    try:
-        return onnx.load(str(path))
-    except (onnx.onnx_cpp2py_export.checker.ValidationError, OSError, ValueError) as exc:
-        raise CompileError(f"{path}: not an ONNX model ({one_line(exc)})") from None
+    return read_onnx(model, error=CompileError)
 
 
 def batch1_shape(proto: onnx.ModelProto) -> tuple[int, ...]:

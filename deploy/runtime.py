@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 RUNTIMES = ("tvm", "ort")
+FLOAT_SLACK = 1e-3  # float pixels a little outside [0, 1] (rounding) are accepted
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # an input image larger than this is refused before it is decoded
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,31 @@ def load_input(path: str | Path, preprocessing: Preprocessing, *, preprocessed: 
     expected = preprocessing.input_shape[1:]
     if batch.shape[1:] != expected:
         raise ArtifactError(f"{path}: input has shape {batch.shape[1:]} per image, the model expects {expected}")
+    if not np.isfinite(batch).all():
+        raise ArtifactError(f"{path}: the input holds NaN or infinite values")
     return batch
+
+
+def _check_pixels(array: np.ndarray, path: Path) -> None:
+    """A ``.npy`` of raw pixels: not empty, finite, and floats in [0, 1] (uint8 0..255 is scaled)."""
+    if array.size == 0:
+        raise ArtifactError(f"{path}: the array holds no values (shape {array.shape})")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ArtifactError(f"{path}: expected numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ArtifactError(f"{path}: expected real numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ArtifactError(f"{path}: the input holds NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+            hint = " (0..255 pixels: save them as uint8, or divide by 255)" if high <= 255 + FLOAT_SLACK else ""
+            raise ArtifactError(
+                f"{path}: float pixels must lie in [0, 1], got [{low:.4g}, {high:.4g}]{hint}; "
+                "or pass --preprocessed for an already normalised batch"
+            )
+    elif array.min() < 0:
+        raise ArtifactError(f"{path}: integer pixels must be >= 0, got {array.min()}")
 
 
 def _read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
@@ -65,8 +91,11 @@ def _read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
     size = (preprocessing.resolution, preprocessing.resolution)
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ArtifactError(f"{path}: {image.width}x{image.height} pixels is too large an input image")
             pixels = np.asarray(image.convert(mode).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
+    # PIL raises SyntaxError for a broken PNG chunk
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ArtifactError(f"{path}: unreadable image ({exc})") from None
     chw = pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1))
     return _normalise(chw[None] / np.float32(preprocessing.pixel_scale), preprocessing)
@@ -75,11 +104,18 @@ def _read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
 def _read_npy(path: Path, preprocessing: Preprocessing, *, preprocessed: bool) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: not a .npy array ({exc})") from None
-    batch = _as_nchw(array, preprocessing.channels, path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ArtifactError(f"{path}: not a .npy array ({' '.join(str(exc).split())})") from None
+    if not isinstance(array, np.ndarray):  # np.load reads an .npz archive too
+        raise ArtifactError(f"{path}: an .npz archive, not a .npy array")
+    if array.size == 0:
+        raise ArtifactError(f"{path}: the array holds no values (shape {array.shape})")
     if preprocessed:
-        return batch.astype(np.float32)
+        if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+            raise ArtifactError(f"{path}: a preprocessed batch must be finite floats, got dtype {array.dtype}")
+        return _as_nchw(array, preprocessing.channels, path).astype(np.float32)
+    _check_pixels(array, path)
+    batch = _as_nchw(array, preprocessing.channels, path)
     scale = preprocessing.pixel_scale if np.issubdtype(array.dtype, np.integer) else 1.0
     batch = batch.astype(np.float32) / np.float32(scale)
     if batch.shape[-1] != preprocessing.resolution or batch.shape[-2] != preprocessing.resolution:

@@ -31,6 +31,7 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
+from deploy.onnx_file import read_onnx
 from latency_estimator.errors import EstimatorError
 from latency_estimator.subgraph import Subgraph
 from search_spaces.errors import one_line
@@ -90,12 +91,10 @@ class _Graph:
     def load(cls, model: onnx.ModelProto | str | Path) -> _Graph:
         source = str(model) if isinstance(model, str | Path) else model.graph.name or "<onnx model>"
         if isinstance(model, str | Path):
-            if not Path(model).is_file():
-                raise EstimatorError(f"{model}: no such ONNX file")
-            model = onnx.load(str(model))
+            model = read_onnx(model, error=EstimatorError)
         try:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-        except onnx.shape_inference.InferenceError as exc:
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
             raise EstimatorError(f"{source}: ONNX shape inference failed ({one_line(exc)})") from None
         g = inferred.graph
         constants = {t.name: t for t in g.initializer}

@@ -255,16 +255,18 @@ class LatencyEstimator:
                 f"{directory}: the estimator was trained for another profile of {metadata['device']!r} "
                 f"(its P or settings have changed since); rebuild it"
             )
-        try:
+        try:  # a field of the wrong type (found by tests/test_fuzz_loaders.py) is corrupted metadata too
             prior = Prior(metadata["prior"]["form"], tuple(metadata["prior"]["coefficients"]))
             overhead = OverheadModel(**metadata["overhead"])
-        except (TypeError, KeyError) as exc:
+            boosters = {kind: _read_booster(directory, entry) for kind, entry in _files_of(metadata, directory).items()}
+            names = tuple(metadata["feature_names"])
+            loss = metadata.get("loss", "squared")  # saved before the loss was a choice: trained on squared error
+            model = SubgraphModel(
+                prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss
+            )
+            estimator = cls(model=model, overhead=overhead, metadata=metadata)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise EstimatorError(f"{directory / cls.META_FILE}: corrupted estimator metadata ({exc!r})") from None
-        boosters = {kind: _read_booster(directory, entry) for kind, entry in _files_of(metadata, directory).items()}
-        names = tuple(metadata["feature_names"])
-        loss = metadata.get("loss", "squared")  # estimators saved before the loss was a choice trained on squared error
-        model = SubgraphModel(prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss)
-        estimator = cls(model=model, overhead=overhead, metadata=metadata)
         estimator.directory = directory
         return estimator
 

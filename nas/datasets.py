@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ FASHION_MNIST_CLASSES = (
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # Detection/segmentation datasets, loaded by nas.dense_datasets (boxes and masks, read lazily).
 DENSE_DATASETS = ("digit-scenes", "fashion-scenes", "coco", "masks")
+PIXEL_SLACK = 1e-3  # scaled pixels this far outside [0, 1] (rounding) are accepted
+MAX_CLASSES = 10_000  # a label id above this is a corrupt file, not a dataset (it would allocate that many names)
+MAX_DATA_BYTES = 4 * 1024**3  # uncompressed size of an IDX or .npz file read into memory
 
 
 class DatasetError(EdgeNasError):
@@ -155,6 +159,7 @@ def load_dataset(
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_LOADERS))}")
     _check_arguments(resolution, val_fraction, test_fraction, limit)
     raw = _LOADERS[name](Path(data_dir) if data_dir is not None else None, resolution)
+    _check_values(raw, str(data_dir) if data_dir is not None else name)
     splits, mean, std = _make_splits(name, raw, resolution, seed, val_fraction, test_fraction, limit)
     dataset = Dataset(
         name=name,
@@ -168,6 +173,28 @@ def load_dataset(
     )
     logger.info("loaded %s", dataset.summary())
     return dataset
+
+
+def _check_values(raw: RawImages, source: str) -> None:
+    """Data checked at load, before any training: finite pixels in the range the scale expects, labels in range."""
+    for what, images, labels in (("", raw.images, raw.labels), (" (test)", raw.test_images, raw.test_labels)):
+        if images is None:
+            continue
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            bad = int(np.count_nonzero(~np.isfinite(images)))
+            raise DatasetError(f"{source}{what}: x holds {bad:,} NaN or infinite values")
+        low, high = float(images.min()) / raw.scale, float(images.max()) / raw.scale
+        if low < -PIXEL_SLACK or high > 1 + PIXEL_SLACK:
+            hint = " (0..255 pixels stored as floats: store them as uint8, or divide by 255)" if high <= 256 else ""
+            raise DatasetError(
+                f"{source}{what}: pixel values must lie in [0, {raw.scale:g}] for {images.dtype} images, "
+                f"got [{float(images.min()):.4g}, {float(images.max()):.4g}]{hint}"
+            )
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(raw.class_names)):
+            raise DatasetError(
+                f"{source}{what}: label ids must lie in 0..{len(raw.class_names) - 1} "
+                f"({len(raw.class_names)} classes), got {int(labels.min())}..{int(labels.max())}"
+            )
 
 
 def _make_splits(
@@ -343,8 +370,18 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+        if path.suffix != ".gz":
+            if path.stat().st_size > MAX_DATA_BYTES:
+                raise DatasetError(f"{path}: larger than {MAX_DATA_BYTES:,} bytes")
+            return path.read_bytes()
+        chunks, total = [], 0
+        with gzip.open(path, "rb") as handle:  # in chunks: read(n) would allocate n bytes at once
+            while chunk := handle.read(1 << 24):
+                total += len(chunk)
+                if total > MAX_DATA_BYTES:
+                    raise DatasetError(f"{path}: decompresses to more than {MAX_DATA_BYTES:,} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (OSError, EOFError, zlib.error) as exc:
@@ -359,23 +396,39 @@ def _load_npz(data_dir: Path | None, resolution: int) -> RawImages:
     if not data_dir.is_file():
         raise DatasetError(f"{data_dir}: no such .npz file")
     try:
-        with np.load(data_dir, allow_pickle=False) as archive:
+        _check_npz_size(data_dir)
+        archive = np.load(data_dir, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DatasetError(f"{data_dir}: a single .npy array, not an .npz archive with x and y")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DatasetError(f"{data_dir}: unreadable .npz ({one_line(exc)})") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DatasetError(f"{data_dir}: missing array {key!r}; found {sorted(arrays)}")
     images = _channels_first(arrays["x"], data_dir)
     labels = _checked_labels(arrays["y"], len(images), data_dir)
+    if labels.max() >= MAX_CLASSES:
+        raise DatasetError(f"{data_dir}: label id {int(labels.max())} is out of range (at most {MAX_CLASSES - 1})")
     num_classes = int(labels.max()) + 1
     names = tuple(str(n) for n in arrays["class_names"]) if "class_names" in arrays else None
     if names is not None and len(names) < num_classes:
         raise DatasetError(f"{data_dir}: {len(names)} class_names but labels go up to {num_classes - 1}")
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    scale = 255.0 if np.issubdtype(images.dtype, np.integer) or images.dtype == np.bool_ else 1.0
     return RawImages(
         images=images, labels=labels, class_names=names or tuple(map(str, range(num_classes))), scale=scale
     )
+
+
+def _check_npz_size(path: Path) -> None:
+    """Refuse an archive that would decompress to more than MAX_DATA_BYTES, before reading it."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load says what it is
+    with zipfile.ZipFile(path) as archive:
+        total = sum(info.file_size for info in archive.infolist())
+    if total > MAX_DATA_BYTES:
+        raise DatasetError(f"{path}: decompresses to {total:,} bytes, more than {MAX_DATA_BYTES:,}")
 
 
 def _channels_first(x: np.ndarray, path: Path) -> np.ndarray:
@@ -445,7 +498,7 @@ def _image_mode(path: Path) -> str:
     try:
         with Image.open(path) as image:
             return image.mode
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable image ({one_line(exc)})") from None
 
 
@@ -457,7 +510,7 @@ def _read_image(path: Path, mode: str, resolution: int) -> np.ndarray:
         with Image.open(path) as image:
             image = image.convert(mode).resize((resolution, resolution), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{path}: unreadable image ({one_line(exc)})") from None
     return pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1))
 

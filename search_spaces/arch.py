@@ -106,5 +106,7 @@ class ArchConfig:
     @classmethod
     def load(cls, path: str | Path) -> ArchConfig:
         path = Path(path)
-        data = read_document(path, error=SearchSpaceError, missing=f"{path}: no such architecture file")
+        data = read_document(
+            path, error=SearchSpaceError, missing=f"{path}: no such architecture file", what="architecture file"
+        )
         return cls.from_dict(data, source=str(path))

@@ -7,27 +7,24 @@ missing, and gets the parsed content back to check field by field.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from search_spaces.errors import EdgeNasError, one_line
+from search_spaces.errors import EdgeNasError
+from search_spaces.safe_files import parse_json, parse_yaml, read_text
 
 __all__ = ["read_document"]
 
 
-def read_document(path: str | Path, *, error: type[EdgeNasError], missing: str) -> Any:
+def read_document(path: str | Path, *, error: type[EdgeNasError], missing: str, what: str = "YAML or JSON file") -> Any:
     """The parsed content of ``path``: JSON when its name ends in ``.json``, else YAML.
 
-    No such file raises ``error(missing)``; a syntax error raises ``error`` naming the file.
+    No such file raises ``error(missing)``; anything else wrong (a binary or non-UTF-8 file, one too large, nested
+    too deep, a key given twice, a syntax error) raises ``error`` naming the file (:mod:`search_spaces.safe_files`).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise error(missing)
-    as_json = path.suffix == ".json"
-    try:
-        return json.loads(path.read_text()) if as_json else yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise error(f"{path}: not valid {'JSON' if as_json else 'YAML'} ({one_line(exc)})") from None
+    text = read_text(path, what=what, error=error)
+    parse = parse_json if path.suffix == ".json" else parse_yaml
+    return parse(text, source=str(path), error=error)

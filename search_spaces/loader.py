@@ -27,7 +27,9 @@ MAX_CHANNELS = 4096
 def load_space(path: str | Path, *, parallelism_factor: int | None = None) -> SearchSpace:
     """Load and validate a space; ``parallelism_factor`` overrides the file's P."""
     path = Path(path)
-    data = read_document(path, error=SearchSpaceError, missing=f"{path}: no such search-space file")
+    data = read_document(
+        path, error=SearchSpaceError, missing=f"{path}: no such search-space file", what="search-space file"
+    )
     return parse_space(data, source=str(path), parallelism_factor=parallelism_factor)
 
 

@@ -30,6 +30,7 @@ from ruamel.yaml.error import YAMLError as RuamelYAMLError
 
 from search_spaces.errors import SearchSpaceError, one_line
 from search_spaces.loader import parse_space
+from search_spaces.safe_files import parse_yaml, read_text
 from search_spaces.space import SearchSpace
 
 __all__ = ["SpaceDocument", "choice_location"]
@@ -63,12 +64,11 @@ class SpaceDocument:
     @classmethod
     def load(cls, path: str | Path) -> SpaceDocument:
         path = Path(path)
-        if not path.is_file():
-            raise SearchSpaceError(f"{path}: no such search-space file")
-        return cls.parse(path.read_text(), source=str(path))
+        return cls.parse(read_text(path, what="search-space file"), source=str(path))
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> SpaceDocument:
+        parse_yaml(text, source=source)  # size, nesting and duplicate keys checked before the round-trip parser
         yaml_io = _yaml_for(text)
         try:
             data = yaml_io.load(text)

@@ -181,3 +181,110 @@ def test_bad_run_inputs_are_one_line_errors(artifact, tmp_path, capsys, name, co
 def test_run_on_a_folder_without_manifest(tmp_path, capsys):
     code, _, err = run_cli(["run", str(tmp_path), "--input", "x.png"], capsys)
     assert_one_line_error(code, err, "not an artifact folder")
+
+
+# ----- hardening: the manifest covers itself, its values are checked, bad inputs are one line ----------
+
+
+def _edited_copy(artifact, tmp_path, edit, *, rehash: bool) -> object:
+    """A copy of the artifact whose manifest.json was edited (and, with ``rehash``, given a fresh own checksum)."""
+    from deploy.artifact import manifest_checksum
+
+    copy = tmp_path / "edited"
+    shutil.copytree(artifact, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    edit(data)
+    if rehash:
+        data["checksum"] = manifest_checksum(data)
+    (copy / "manifest.json").write_text(json.dumps(data, indent=2))
+    return copy
+
+
+def test_manifest_has_a_self_describing_checksum(artifact):
+    from deploy.artifact import manifest_checksum
+
+    data = json.loads((artifact / "manifest.json").read_text())
+    assert data["checksum"]["scheme"] == "sha256-canonical-json"
+    assert data["checksum"] == manifest_checksum(data)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["preprocessing"].update(mean=[0.5]),
+        lambda d: d.update(test_accuracy=0.999),
+        lambda d: d.pop("checksum"),
+    ],
+    ids=["mean", "test_accuracy", "no-checksum"],
+)
+def test_a_tampered_manifest_is_refused(artifact, tmp_path, capsys, files, edit):
+    copy = _edited_copy(artifact, tmp_path, edit, rehash=False)
+    code, _, err = run_cli(["run", str(copy), "--input", str(files / "digit.png")], capsys)
+    assert_one_line_error(code, err, "manifest.json", "checksum")
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragments"),
+    [
+        (lambda d: d.update(class_names=["a", "b", "c"]), ["class_names has 3 entries", "10 outputs"]),
+        (lambda d: d["preprocessing"].update(std=[0.0]), ["std and pixel_scale must be > 0"]),
+        (lambda d: d["preprocessing"].update(mean=[0.1, 0.2]), ["mean and std need 1 value(s)"]),
+        (lambda d: d.update(files={**d["files"], "../x": "0"}), ["not a plain name"]),
+        (lambda d: d.update(format_version=1), ["format version 1"]),
+    ],
+    ids=["class_names", "std", "mean-length", "path", "version"],
+)
+def test_wrong_manifest_values_are_one_line_errors(artifact, tmp_path, capsys, files, edit, fragments):
+    copy = _edited_copy(artifact, tmp_path, edit, rehash=True)
+    code, _, err = run_cli(["run", str(copy), "--input", str(files / "digit.png")], capsys)
+    assert_one_line_error(code, err, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (np.zeros((0, 16, 16), dtype=np.uint8), ["holds no values"]),
+        (np.full((1, 16, 16), np.nan, dtype=np.float32), ["NaN or infinite"]),
+        (np.full((1, 16, 16), 200.0, dtype=np.float32), ["must lie in [0, 1]", "uint8, or divide by 255"]),
+        (np.array(["a", "b"]), ["expected numbers"]),
+    ],
+    ids=["empty", "nan", "0-255-floats", "strings"],
+)
+def test_bad_npy_inputs_to_run_are_refused(artifact, tmp_path, capsys, content, fragments):
+    path = tmp_path / "input.npy"
+    np.save(path, content)
+    code, _, err = run_cli(["run", str(artifact), "--input", str(path)], capsys)
+    assert_one_line_error(code, err, "input.npy", *fragments)
+
+
+def test_top_k_must_be_positive(artifact, files, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(artifact), "--input", str(files / "digit.png"), "--top-k", "0"])
+    assert exit_.value.code == 2 and "expected an integer >= 1, got 0" in capsys.readouterr().err
+    code, out, _ = run_cli(["run", str(artifact), "--input", str(files / "digit.png"), "--top-k", "2"], capsys)
+    assert code == 0 and len(out.strip().splitlines()[-1].split("  ")) == 2
+
+
+def test_weights_that_are_not_a_state_dict_are_one_line(files, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember to train this one\n")
+    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(notes), "--out", str(tmp_path / "o")]
+    code, _, err = run_cli(args, capsys)
+    assert_one_line_error(code, err, "notes.txt", "not a PyTorch state_dict")
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"this is not a model\n", bytes(range(256)) * 4, b"\x08\x07"], ids=["empty", "text", "bytes", "ir"]
+)
+def test_a_fake_onnx_file_is_one_error_naming_it(tmp_path, content):
+    from deploy.compile import compile_onnx
+    from deploy.errors import CompileError
+    from latency_estimator import EstimatorError
+    from latency_estimator.decompose_onnx import decompose_onnx
+
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(content)
+    with pytest.raises(EstimatorError, match="model.onnx: .*ONNX"):
+        decompose_onnx(fake)
+    with pytest.raises(CompileError, match="model.onnx: .*ONNX"):
+        compile_onnx(fake, target="x86_64")

@@ -262,6 +262,18 @@ def test_warm_start_archs_round_trip_the_pareto_files(results: Path) -> None:
         assert yaml.safe_load((results / "small" / "pareto" / f"{arch.arch_id}.yaml").read_text()) == arch.to_dict()
 
 
+def test_derive_says_when_the_evidence_is_thin(results: Path, tmp_path: Path, capsys) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGENAS_ESTIMATORS", str(results.parent / "estimators"))
+        thin = small_study(results, study="thin", trials=2, population_size=2)
+    assert len(thin.pareto) < 5
+    out = tmp_path / "thin.yaml"
+    assert cli(["space", "derive", str(results / "thin"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"warning: The evidence is thin: {len(thin.pareto)} Pareto architecture(s)" in printed
+    assert "The evidence is thin" in out.read_text()
+
+
 def test_insights_read_the_parallelism_factor_the_search_recorded(results: Path, tmp_path: Path) -> None:
     """pareto.json records the device's P; insights take it from there, and only an older pareto.json without it
     falls back to the device profile as it stands now."""

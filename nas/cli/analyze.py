@@ -95,6 +95,7 @@ def derive_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nas.insights import analyze_study, derive_from_study
+    from nas.insights.derive import THIN_EVIDENCE_PARETO, thin_evidence
     from search_spaces.diff import diff_spaces
 
     _quiet(args)
@@ -116,6 +117,8 @@ def derive_command(args: argparse.Namespace) -> int:
         print(f"warning: the derived space no longer contains Pareto architectures {', '.join(derived.excluded)}")
     else:
         print(f"the derived space contains all {len(insights.record.pareto)} Pareto architectures of the study")
+    if len(insights.record.pareto) < THIN_EVIDENCE_PARETO:
+        print(f"warning: {thin_evidence(len(insights.record.pareto))}")
     print(f"written: {out} (edit it; `edgenas space validate {out}` checks it)")
     return 0
 

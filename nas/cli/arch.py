@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.common import format_table, human_bytes
-from search_spaces import ArchConfig, count_arch
+from search_spaces import count_arch
+from search_spaces.arch_file import load_arch
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 
@@ -14,13 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch = subparsers.add_parser("arch", help="inspect a concrete architecture (ArchConfig YAML/JSON)")
     commands = arch.add_subparsers(dest="arch_command", metavar="SUBCOMMAND", required=True)
     show = commands.add_parser("show", help="per-layer table: shapes, MACs, params, activation memory")
-    show.add_argument("file", help="ArchConfig YAML or JSON file")
+    show.add_argument("file", help="ArchConfig YAML or JSON file, or a one-point space (baseline.yaml)")
     show.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32", help="activation data type")
     show.set_defaults(func=show_arch)
 
 
 def show_arch(args: argparse.Namespace) -> int:
-    arch = ArchConfig.load(args.file)
+    arch = load_arch(args.file)
     counts = count_arch(arch, dtype_bytes=DTYPE_BYTES[args.dtype])
     rows = [
         (

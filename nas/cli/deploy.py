@@ -27,7 +27,7 @@ from deploy import (
     load_input,
     load_weights,
 )
-from nas.cli.common import format_table, human_bytes
+from nas.cli.common import format_table, human_bytes, int_at_least
 from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
 from nas.datasets import Dataset
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
@@ -77,7 +77,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("folder", type=Path, help="artifact folder written by `edgenas deploy`")
     run.add_argument("--input", required=True, type=Path, help="an image (.png/.jpg/.bmp) or a .npy batch")
     run.add_argument("--runtime", choices=("tvm", "ort"), default="tvm", help="TVM library (default) or ONNX Runtime")
-    run.add_argument("--top-k", type=int, default=3, help="predictions printed per image (default 3)")
+    run.add_argument("--top-k", type=int_at_least(1), default=3, help="predictions printed per image (default 3)")
     run.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     run.add_argument("--preprocessed", action="store_true", help="the .npy batch is already normalised input")
     run.set_defaults(func=run_run)
@@ -166,7 +166,7 @@ def run_run(args: argparse.Namespace) -> int:
     artifact = load_artifact(args.folder)
     batch = load_input(args.input, artifact.manifest.preprocessing, preprocessed=args.preprocessed)
     predictor = Predictor(artifact, runtime=args.runtime, num_threads=args.threads)
-    predictions = predictor.predict(batch, top_k=max(1, args.top_k))
+    predictions = predictor.predict(batch, top_k=args.top_k)
     print(f"{artifact.manifest.arch_id} on {artifact.manifest.target} ({args.runtime}): {len(batch)} image(s)")
     for index, ranked in enumerate(predictions):
         cells = "  ".join(f"{p.class_name} {p.probability:.3f}" for p in ranked)

@@ -26,7 +26,7 @@ from latency_estimator import (
 )
 from latency_estimator.evaluation import plot_scatter, write_csv
 from nas.cli.common import format_table
-from search_spaces import ArchConfig
+from search_spaces.arch_file import load_arch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -167,7 +167,7 @@ def run_predict(args: argparse.Namespace) -> int:
         prediction = estimator.predict_subgraphs(decompose_onnx(args.file))
         title = str(args.file)
     else:
-        arch = ArchConfig.load(args.file)
+        arch = load_arch(args.file)
         prediction = estimator.predict(arch)
         title = f"{arch.arch_id}  {arch.block_string()}"
     rows = [(part.name, part.kind, round(part.latency_ms, 5)) for part in prediction.breakdown]

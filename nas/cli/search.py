@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from nas.cli.common import format_table
 from nas.proxies import DEFAULT_PROXY, PROXIES
 from nas.search import MODES, PRUNERS, STRATEGIES, SearchResult, run_search, trial_rows
+from nas.search.objective import CandidateFailed
+from nas.search.report import empty_front_hint
 from nas.search.settings import SearchSettings
 
 DEFAULTS = SearchSettings(space="", device="", dataset="")
@@ -114,14 +117,31 @@ def search_command(args: argparse.Namespace) -> int:
 
     from nas.insights import warm_start_archs
 
-    if not args.verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's per-trial INFO lines (~500 characters) would flood the progress bar, even with --verbose.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger(OPTUNA_OPTIMIZE_LOGGER).addFilter(_FailedCandidateFilter())
     logging.getLogger("nas").setLevel(logging.INFO if args.verbose else logging.WARNING)
     options = {k: v for k, v in vars(args).items() if k in SearchSettings.__dataclass_fields__}
     warm_start = warm_start_archs(args.warm_start) if args.warm_start else ()
     result = run_search(**options, warm_start=warm_start, progress=True)
     _print_summary(result)
+    if not result.pareto:
+        print(f"edgenas: {empty_front_hint(trial_rows(result.study), result.settings)}", file=sys.stderr)
+        return 1
     return 0
+
+
+# The logger through which Optuna reports a trial that raised; edgenas already logged the candidate on one line.
+OPTUNA_OPTIMIZE_LOGGER = "optuna.study._optimize"
+
+
+class _FailedCandidateFilter(logging.Filter):
+    """Drops Optuna's "Trial N failed ... because of the following error" record (and its traceback) for a
+    candidate edgenas has recorded as FAIL; any other failure still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, CandidateFailed) and "CandidateFailed(" not in record.getMessage()
 
 
 def _print_summary(result: SearchResult) -> None:

@@ -6,6 +6,7 @@ import argparse
 
 import numpy as np
 
+from nas.cli.common import int_at_least
 from search_spaces import count_arch, load_space
 from search_spaces.errors import SearchSpaceError
 
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     show = commands.add_parser("show", help="size of a space and a few sampled architectures")
     show.add_argument("file", help="search-space YAML file")
-    show.add_argument("--samples", type=int, default=5, help="architectures to sample (default 5)")
+    show.add_argument("--samples", type=int_at_least(0), default=5, help="architectures to sample (default 5)")
     show.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     _add_parallelism_factor(show)
     show.set_defaults(func=show_space)

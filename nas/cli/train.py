@@ -10,6 +10,7 @@ import torch
 from nas.datasets import DATASETS, DENSE_DATASETS, Dataset, load_dataset
 from nas.training import TrainConfig, train_arch
 from search_spaces import ArchConfig, count_arch
+from search_spaces.arch_file import load_arch
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_arch_and_dataset(args: argparse.Namespace) -> tuple[ArchConfig, Dataset]:
     """The ``--arch`` file and the dataset of :func:`add_dataset_arguments` at its resolution, split by ``--seed``."""
-    arch = ArchConfig.load(args.arch)
+    arch = load_arch(args.arch)  # an ARCH file, or a one-point space
     dataset = load_dataset(
         args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
     )

@@ -96,6 +96,17 @@ def _evidence(item: ChoiceUsage, dropped: list[Choice]) -> str:
     return "; ".join(parts)
 
 
+# Fewer Pareto architectures than this say little about which choices matter: the derived space says so.
+THIN_EVIDENCE_PARETO = 5
+
+
+def thin_evidence(n_pareto: int) -> str:
+    return (
+        f"The evidence is thin: {n_pareto} Pareto architecture(s) (fewer than {THIN_EVIDENCE_PARETO}); "
+        "run the study longer before trusting the narrowing"
+    )
+
+
 def derive_space(
     *,
     space_path: str | Path,
@@ -151,6 +162,8 @@ def _edit(
         "Choices tried but never on the Pareto front were dropped; each narrowing below cites its evidence.",
         "Edit freely: `edgenas space validate` checks the file, `edgenas space diff` compares it with its source.",
     ]
+    if n_pareto < THIN_EVIDENCE_PARETO:
+        header.append(thin_evidence(n_pareto) + ".")
     if document.data.get("parallelism_factor") != space.parallelism_factor:
         document.set_scalar("parallelism_factor", space.parallelism_factor)
         header.append(f"parallelism_factor set to the study device's P={space.parallelism_factor}.")

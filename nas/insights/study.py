@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search import ParetoPoint, pareto_front
 from nas.search.results import BASELINE_ATTR
+from nas.search.storage_url import is_masked, is_rdb_url, mask_url, resolve_rdb_url
 from search_spaces import SPACES_DIR, ArchConfig, SearchSpace, load_space
 from search_spaces.documents import read_document
 from search_spaces.errors import EdgeNasError
@@ -127,7 +128,13 @@ def _load_study(folder: Path, name: str, storage: str | None) -> optuna.Study:
             )
         storage = f"sqlite:///{db}"
     url: Any = storage
-    if "://" not in storage:
+    if is_masked(storage):
+        raise InsightsError(
+            f"{folder}: pareto.json names the storage {storage!r} without its password; pass --storage with it"
+        )
+    if is_rdb_url(storage):
+        url = resolve_rdb_url(storage)
+    else:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
@@ -137,7 +144,7 @@ def _load_study(folder: Path, name: str, storage: str | None) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=url)
     except KeyError:
-        raise InsightsError(f"{storage}: holds no study named {name!r}") from None
+        raise InsightsError(f"{mask_url(storage)}: holds no study named {name!r}") from None
 
 
 def _space_path(folder: Path, recorded: str) -> Path:

@@ -17,7 +17,7 @@ goes on. The same architecture proposed again reuses the earlier result
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.search.budgets import Budgets, LatencyFn, Measured, measure
 from nas.search.modes import Evaluator, set_outcome
 from nas.search.resume import mark_worker
+from nas.search.slots import SURPLUS_ATTR
 from search_spaces import ArchConfig, SearchSpace
 from search_spaces.errors import EdgeNasError, one_line
 
@@ -59,12 +60,18 @@ class Objective:
         dtype_bytes: int,
         evaluator: Evaluator,
         memory_objective: bool,
+        surplus: Callable[[optuna.Trial], str | None] | None = None,
     ) -> None:
         self.space, self.budgets, self.latency_fn = space, budgets, latency_fn
         self.dtype_bytes, self.evaluator, self.memory_objective = dtype_bytes, evaluator, memory_objective
+        self.surplus = surplus  # why a trial just started is one too many (other workers fill the target), or None
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         mark_worker(trial)
+        reason = self.surplus(trial) if self.surplus is not None else None
+        if reason is not None:
+            trial.set_user_attr(SURPLUS_ATTR, reason)
+            raise optuna.TrialPruned(reason)
         arch = self.space.suggest(trial)
         _record_arch(trial, arch)
         measured = measure([arch], self.latency_fn, dtype_bytes=self.dtype_bytes)[0]

@@ -38,7 +38,7 @@ CSV_COLUMNS = (
 class TrialRow:
     """One trial as edgenas reports it.
 
-    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, RUNNING or WAITING.
+    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SKIPPED, RUNNING or WAITING.
     """
 
     number: int
@@ -87,9 +87,11 @@ class ParetoPoint:
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
+    """One row per trial; architectures queued for a later run (WAITING, not a retry) are not trials yet."""
     trials = study.get_trials(deepcopy=False)
     retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
-    return [_row(t, retries) for t in trials]
+    queued = {t.number for t in trials if t.state == TrialState.WAITING and "failed_trial" not in t.system_attrs}
+    return [_row(t, retries) for t in trials if t.number not in queued]
 
 
 def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
@@ -116,6 +118,8 @@ def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
 
 def _state(trial: FrozenTrial, retries: dict[int, int]) -> tuple[str, str]:
     outcome = trial.user_attrs.get("outcome")
+    if "surplus" in trial.user_attrs:  # nas.search.slots.SURPLUS_ATTR: started as other workers filled the target
+        return "SKIPPED", trial.user_attrs["surplus"]
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name, "retry of interrupted trial" if "failed_trial" in trial.system_attrs else ""
     if outcome is not None and not (trial.state == TrialState.FAIL and outcome != "FAIL"):

@@ -8,9 +8,9 @@ from typing import Any
 from nas.search.records import ParetoPoint, TrialRow, settings_command
 from nas.search.settings import SearchSettings
 
-__all__ = ["best_vs_baseline", "render_report"]
+__all__ = ["best_vs_baseline", "empty_front_hint", "latency_change", "render_report"]
 
-STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "RUNNING", "WAITING")
+STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "SKIPPED", "RUNNING", "WAITING")
 
 
 def render_report(
@@ -32,7 +32,7 @@ def render_report(
         *_trials_section(rows),
         "## Pareto front",
         "",
-        *_pareto_table(front, value_name),
+        *_pareto_table(front, value_name, empty_front_hint(rows, settings) if rows else ""),
         "",
         "## Best vs baseline",
         "",
@@ -108,9 +108,26 @@ def _trials_section(rows: list[TrialRow]) -> list[str]:
     ]
 
 
-def _pareto_table(front: list[ParetoPoint], value_name: str) -> list[str]:
+def empty_front_hint(rows: list[TrialRow], settings: SearchSettings) -> str:
+    """Why the Pareto front is empty, and what to change."""
+    counts = Counter(row.state for row in rows)
+    listed = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts[s]) or "no trials"
+    hints = []
+    if counts["SCREENED"]:
+        hints.append(
+            f"hybrid mode trains only the top 1/{settings.screen_ratio} of proxy scores: "
+            "raise --trials or lower --screen-ratio"
+        )
+    if counts["INFEASIBLE"]:
+        hints.append("every evaluated candidate breaks a budget: loosen the budgets")
+    if counts["FAIL"]:
+        hints.append("candidates failed: see the reasons in trials.csv")
+    return f"no feasible candidate finished ({listed}){'; ' if hints else ''}{'; '.join(hints)}"
+
+
+def _pareto_table(front: list[ParetoPoint], value_name: str, hint: str = "") -> list[str]:
     if not front:
-        return ["No feasible trial has finished yet."]
+        return [f"No feasible trial has finished yet: {hint}." if hint else "No feasible trial has finished yet."]
     header = f"| trial | arch id | {value_name} | test acc | latency ms | params | peak KiB | blocks |"
     lines = [header, "|---:|---|---:|---:|---:|---:|---:|---|"]
     for p in front:
@@ -132,6 +149,20 @@ def best_vs_baseline(front: list[ParetoPoint], baseline: dict | None) -> dict[st
     return {"best": best, "fastest_matching": matching}
 
 
+def latency_change(value_name: str, baseline_ms: float, found_ms: float, device: str) -> str:
+    """The sentence comparing the fastest network at >= baseline with the baseline, the right way round."""
+    change = found_ms / baseline_ms - 1
+    where = f"({baseline_ms:.4f} -> {found_ms:.4f} ms on {device})"
+    if change < 0:
+        return f"At no loss of {value_name}, the search cuts latency by {-change:.0%} {where}."
+    if change == 0:
+        return f"At no loss of {value_name}, the fastest network found is as fast as the baseline {where}."
+    return (
+        f"No network found reaches the baseline's {value_name} at lower latency: the fastest that does is "
+        f"{change:.0%} slower {where}."
+    )
+
+
 def _baseline_section(
     front: list[ParetoPoint], baseline: dict | None, settings: SearchSettings, value_name: str
 ) -> list[str]:
@@ -143,7 +174,8 @@ def _baseline_section(
         f"| baseline.yaml ({baseline['arch_id']}) | {baseline['value']:.4f} | {baseline['latency_ms']:.4f} | "
         f"{baseline['params']:,} | {baseline['peak_memory_kib']:.1f} |"
     )
-    for label, point in (("most accurate", picks["best"]), ("fastest at >= baseline", picks["fastest_matching"])):
+    best_label = "best proxy score" if settings.mode == "zeroshot" else "most accurate"
+    for label, point in ((best_label, picks["best"]), ("fastest at >= baseline", picks["fastest_matching"])):
         if point is not None:
             lines.append(
                 f"| {label} (trial {point.trial}) | {point.value:.4f} | {point.latency_ms:.4f} | "
@@ -154,11 +186,7 @@ def _baseline_section(
         lines.append(f"The baseline itself breaks the budgets: {baseline['violations']}.")
     match = picks["fastest_matching"]
     if match is not None:
-        cut = 1 - match.latency_ms / baseline["latency_ms"]
-        lines.append(
-            f"At no loss of {value_name}, the search cuts latency by {cut:.0%} "
-            f"({baseline['latency_ms']:.4f} -> {match.latency_ms:.4f} ms on {settings.device})."
-        )
+        lines.append(latency_change(value_name, baseline["latency_ms"], match.latency_ms, settings.device))
     elif front:
         lines.append(f"No Pareto architecture reaches the baseline's {value_name} yet.")
     return lines

@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from nas.search.budgets import SearchError
 from nas.search.plots import plot_pareto
 from nas.search.records import CSV_COLUMNS, ParetoPoint, TrialRow, pareto_front, settings_command, trial_rows
 from nas.search.report import render_report
@@ -35,6 +36,17 @@ __all__ = [
 ]
 
 BASELINE_ATTR = "edgenas.baseline"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before the first trial when the results folder cannot be written (the report would be lost)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check.{os.getpid()}.tmp"
+        probe.write_text("edgenas\n")
+        probe.unlink()
+    except OSError as exc:
+        raise SearchError(f"{folder}: the results folder cannot be written ({type(exc).__name__}: {exc})") from None
 
 
 def write_results(
@@ -98,6 +110,12 @@ def _objective_names(settings: SearchSettings) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write to a temporary file, then rename: a crash or a full disk mid-write leaves the previous file whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        raise SearchError(f"{path}: cannot write it ({type(exc).__name__}: {exc}); the previous copy is kept") from None

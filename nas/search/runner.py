@@ -25,9 +25,10 @@ from nas.dense_datasets import DenseDataset
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
-from nas.search.results import BASELINE_ATTR, ParetoPoint, write_results
+from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
 from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
 from nas.search.settings import SearchSettings
+from nas.search.slots import surplus_reason, wait_for_slot
 from nas.search.study import (
     TPE_STARTUP_TRIALS,
     make_sampler,
@@ -42,7 +43,7 @@ __all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
 
 logger = logging.getLogger(__name__)
 
-# A simulated device has no saved estimator on a fresh checkout; profiling it takes seconds.
+JOURNAL_MAX_WAIT_S = 300.0  # how long a worker waits for other workers' trials on a journal file, then stops
 PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
 
 
@@ -154,6 +155,7 @@ def run_with_latency_fn(
             f"proxies score classifiers), but got mode {settings.mode!r}"
         )
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
+    check_writable(settings.study_dir)  # before the first trial: a report that cannot be written would be lost
     study, storage, fidelity = _open_studies(settings)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
     _queue_known(study, space, settings, warm_start, reference)
@@ -168,9 +170,14 @@ def run_with_latency_fn(
         dtype_bytes=dtype_bytes,
         evaluator=evaluator,
         memory_objective=settings.memory_objective,
+        surplus=lambda trial: surplus_reason(
+            trial, target=settings.trials, counted=counted_trials, pending=pending_retries
+        ),
     )
     extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
     _optimize(study, storage, objective, settings, extra, progress)
+    if fidelity is not None:  # a worker killed mid-training left its fidelity trial RUNNING
+        fail_orphaned_fidelity_trials(fidelity, study, storage)
     front = write_results(study, settings, extra=extra)
     return SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
 
@@ -201,7 +208,9 @@ def _queue_known(
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
     if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
-        enqueue_archs(study, space, reference(population_size_of(settings)), source="feasible random start")
+        # No more than the study will run: the rest would be left WAITING once the target is reached.
+        count = min(population_size_of(settings), settings.trials)
+        enqueue_archs(study, space, reference(count), source="feasible random start")
 
 
 def _plain_storage(settings: SearchSettings, storage):
@@ -307,6 +316,19 @@ def finished(study: optuna.Study, settings: SearchSettings) -> bool:
     return counted_trials(study) >= settings.trials and not pending_retries(study)
 
 
+def may_start_trial(study: optuna.Study, storage, settings: SearchSettings) -> bool:
+    """Whether this worker starts another trial: not when the study's finished and running trials fill its target."""
+    return wait_for_slot(
+        study,
+        target=settings.trials,
+        counted=counted_trials,
+        pending=pending_retries,
+        recover=lambda: recover_interrupted(study, storage),
+        # A journal file has no heartbeat: a worker lost on another machine leaves its trial RUNNING for good.
+        max_wait_s=None if isinstance(storage, optuna.storages.RDBStorage) else JOURNAL_MAX_WAIT_S,
+    )
+
+
 def _optimize(
     study: optuna.Study, storage, objective: Objective, settings: SearchSettings, extra: dict[str, Any], progress: bool
 ) -> None:
@@ -314,6 +336,8 @@ def _optimize(
         logger.info(
             "study %r already holds %d finished trials; raise `trials` to go on", settings.study, settings.trials
         )
+        return
+    if not may_start_trial(study, storage, settings):
         return
     callbacks = _Callbacks(study, storage, settings, extra, progress)
     try:
@@ -334,15 +358,15 @@ class _Callbacks:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         recover_interrupted(study, self.storage)
         done = counted_trials(study)
-        if finished(study, self.settings):
-            study.stop()
         plot = time.monotonic() - self.last_plot > PLOT_EVERY_S
         front = write_results(study, self.settings, plot=plot, extra=self.extra)
         if plot:
             self.last_plot = time.monotonic()
         if self.bar is not None:
-            self.bar.update(done - self.bar.n)
+            self.bar.update(min(done, self.settings.trials) - self.bar.n)
             self.bar.set_postfix_str(_best_so_far(front), refresh=True)
+        if not may_start_trial(study, self.storage, self.settings):
+            study.stop()
 
     def close(self) -> None:
         if self.bar is not None:

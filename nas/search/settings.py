@@ -10,8 +10,9 @@ from typing import Any
 
 from nas.proxies import DEFAULT_PROXY, get_proxy
 from nas.search.budgets import Budgets, SearchError
+from nas.search.storage_url import mask_url
 
-__all__ = ["MODES", "PRUNERS", "STRATEGIES", "SearchSettings"]
+__all__ = ["MODES", "PRUNERS", "STRATEGIES", "SearchSettings", "defining_settings"]
 
 STRATEGIES = ("evolution", "tpe", "random")
 MODES = ("multishot", "zeroshot", "hybrid")
@@ -122,16 +123,28 @@ class SearchSettings:
         return self.mode in ("multishot", "hybrid")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting; the storage URL without its password (this dict is written to reports and the study)."""
+        values = dataclasses.asdict(self)
+        values["storage"] = mask_url(self.storage)
+        return values
 
     def defining(self) -> dict[str, Any]:
         """The settings a resumed study must share with the one that created it."""
-        values = self.to_dict()
-        values["space"] = Path(self.space).name
-        unused = {"multishot": ("proxy",), "zeroshot": ("epochs", "train_limit", "eval_limit", "batch_size", "lr")}.get(
-            self.mode, ()
-        )
-        return {key: values[key] for key in STUDY_DEFINING if key not in unused}
+        return defining_settings(self.to_dict())
+
+
+def defining_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The study-defining entries of a settings dict (as stored in a study: possibly from another edgenas version).
+
+    Settings the mode does not use are left out (a zeroshot study has no epochs); so is a key the dict lacks.
+    """
+    unused = {"multishot": ("proxy",), "zeroshot": ("epochs", "train_limit", "eval_limit", "batch_size", "lr")}.get(
+        values.get("mode"), ()
+    )
+    defining = {key: values[key] for key in STUDY_DEFINING if key in values and key not in unused}
+    if isinstance(defining.get("space"), str):
+        defining["space"] = Path(defining["space"]).name
+    return defining
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

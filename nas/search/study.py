@@ -19,6 +19,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -28,7 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from nas.search.budgets import SearchError
 from nas.search.resume import retry_interrupted
-from nas.search.settings import SearchSettings
+from nas.search.settings import SearchSettings, defining_settings
+from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_rdb_url
 from search_spaces.errors import one_line
 
 __all__ = [
@@ -46,12 +48,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "edgenas.settings"
+SETTINGS_WAIT_S = 10.0  # how long a worker waits for the study's creator to record its settings
 TPE_STARTUP_TRIALS = 10  # Optuna's default: random trials before TPE models the good and the bad
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError, ValueError, OSError)
 
 
 def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[BaseStorage, str]:
-    """The storage and its description: ``scheme://...`` is an RDB URL, anything else a journal file.
+    """The storage and its description (password masked): a database URL, or else a journal file.
 
     Default: SQLite at ``results/<study>/study.db``. RDB storages run Optuna's
     heartbeat, so a trial whose worker died is failed and retried once;
@@ -62,7 +65,7 @@ def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[B
     if url is None:
         settings.study_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{settings.study_dir / 'study.db'}"
-    if "://" not in url:
+    if not is_rdb_url(url):
         return _journal_storage(Path(url)), f"journal file {url}"
     beat = {
         "heartbeat_interval": settings.heartbeat_s,
@@ -70,10 +73,10 @@ def make_storage(settings: SearchSettings, *, heartbeat: bool = True) -> tuple[B
         "heartbeat_stale_trial_callback": retry_interrupted,
     }
     try:
-        storage = _open_rdb(url, **(beat if heartbeat else {}))
+        storage = _open_rdb(resolve_rdb_url(url), **(beat if heartbeat else {}))
     except STORAGE_ERRORS + (SQLAlchemyError,) as exc:
-        raise SearchError(f"cannot open storage {url!r}: {one_line(exc)}") from None
-    return storage, url
+        raise SearchError(mask_secrets(f"cannot open storage {url!r}: {one_line(exc)}", url)) from None
+    return storage, mask_url(url) or url
 
 
 def _open_rdb(url: str, attempts: int = 4, **heartbeat) -> RDBStorage:
@@ -130,14 +133,36 @@ def open_study(settings: SearchSettings, storage: BaseStorage, sampler: optuna.s
 
 
 def _check_same_settings(study: optuna.Study, settings: SearchSettings) -> None:
-    stored = study.user_attrs.get(SETTINGS_ATTR)
-    if stored is None:
+    stored = _stored_settings(study)
+    if not isinstance(stored, dict):
         raise SearchError(f"study {settings.study!r} exists in the storage but was not created by edgenas search")
-    previous = SearchSettings(**stored).defining()
-    changed = {k: (previous[k], v) for k, v in settings.defining().items() if previous.get(k) != v}
+    changed = changed_settings(defining_settings(stored), settings.defining())
     if changed:
         diffs = ", ".join(f"{k}: study has {old!r}, got {new!r}" for k, (old, new) in changed.items())
-        raise SearchError(f"study {settings.study!r} was created with other settings ({diffs}); use another --study")
+        raise SearchError(
+            f"this study ({settings.study!r}) was created with other settings ({diffs}); use another --study"
+        )
+
+
+def _stored_settings(study: optuna.Study, wait_s: float = SETTINGS_WAIT_S) -> Any:
+    """The settings the study was created with; a worker that created it an instant ago may not have written them
+    yet (Optuna creates the study, then edgenas sets its attribute), so an absent attribute is awaited a little."""
+    deadline = time.monotonic() + wait_s
+    while (stored := study.user_attrs.get(SETTINGS_ATTR)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return stored
+
+
+def changed_settings(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{name: (previous, current)}`` for each defining setting that differs; the mode first.
+
+    When the mode changed, settings only one of the two modes uses are not compared (the mode says it all).
+    """
+    names = [k for k in previous.keys() | current.keys() if k in previous and k in current or k == "mode"]
+    missing = "(not set)"
+    changed = {k: (previous.get(k, missing), current.get(k, missing)) for k in names}
+    ordered = sorted((k for k, (a, b) in changed.items() if a != b), key=lambda k: (k != "mode", k))
+    return {k: changed[k] for k in ordered}
 
 
 def fidelity_study_name(study_name: str) -> str:
