@@ -135,8 +135,8 @@ def run_search(
     if options["proxy"] is None:
         del options["proxy"]
     settings = SearchSettings(**options)
-    _check_estimator_scores(settings)
-    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
+    task = load_space(settings.space).task
+    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device, task=task)
     return run_with_latency_fn(
         settings,
         latency_fn=latency_fn,
@@ -147,24 +147,18 @@ def run_search(
     )
 
 
-def _check_estimator_scores(settings: SearchSettings) -> None:
-    """The latency estimators decompose classification networks only: a dense space is refused, not mis-scored."""
-    task = load_space(settings.space).task
-    if task != "classification":
-        raise SearchError(
-            f"{settings.space}: the latency estimator of {settings.device!r} cannot score {task} networks yet "
-            f"(their neck and head ops, resize/add/lateral/separable/output convs, are neither decomposed nor profiled)"
-        )
-
-
-def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
+def estimator_for(device: str, *, task: str = "classification") -> tuple[LatencyFn, int, int]:
     """(batched latency function, activation bytes of the device's data type, parallelism factor P); a simulated
-    device without an estimator gets one built (seconds)."""
+    device without an estimator gets one built (seconds). For a dense ``task``, an estimator built before dense
+    networks were estimated is refused here, in one line that says to rebuild it."""
     from latency_estimator.build import obtain_estimator
     from latency_estimator.devices import get_device
+    from latency_estimator.subgraph import DENSE_KINDS
 
     chosen = get_device(device)
     estimator = obtain_estimator(chosen)
+    if task != "classification":
+        estimator.require_kinds([kind for kind in DENSE_KINDS if kind != "concat"])
     return estimator.predict_many, chosen.dtype_bytes, chosen.parallelism_factor
 
 
