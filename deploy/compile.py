@@ -102,6 +102,7 @@ def compile_onnx(
     tuning_trials: int = 0,
     tuning_db: str | Path | None = None,
     tune_minutes: float | None = None,
+    tuning_weighting: str = "flops",
     prepack: bool = True,
     work_dir: str | Path | None = None,
     num_threads: int = 1,
@@ -114,6 +115,7 @@ def compile_onnx(
     deploy's command line uses the target's persistent :func:`deploy.tuning.default_tuning_db`), within
     ``tune_minutes`` (None: no limit), measuring on this host, or on the board at ``rpc_tracker`` /
     ``rpc_key`` (required for a target this host cannot run); ``tuning_db`` alone applies earlier tuning.
+    ``tuning_weighting`` shares the trials out by task FLOPs (``flops``) or evenly (``even``).
     ``prepack`` (CPU targets) lets tuned kernels read weights packed once at build time
     (:mod:`deploy.lowering`); it changes the tasks, so a database tuned without it does not apply.
     ``num_threads`` is what tuning measures with here and what the target's ``num-cores`` says. A failed build raises
@@ -125,7 +127,9 @@ def compile_onnx(
     input_shape = batch1_shape(proto)
     tvm_target = deploy_target.resolve(num_threads=num_threads)
     measurer = Measurer(num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker)
-    budget = TuningBudget(trials=tuning_trials, minutes=tune_minutes) if tuning_trials > 0 else None
+    budget = None
+    if tuning_trials > 0:
+        budget = TuningBudget(trials=tuning_trials, minutes=tune_minutes, weighting=tuning_weighting)
     prepack = prepack and deploy_target.device == "cpu"
     if budget is not None:
         _check_tuning_setup(deploy_target, measurer)

@@ -10,12 +10,14 @@ shapes share tuning.
 The model's trial budget goes where the time goes: each task gets a share
 proportional to its floating-point work (FLOPs x how often it is called; at
 least :data:`MIN_TRIALS_PER_TASK`), and tasks are tuned one at a time, the
-heaviest first. A task's budget is recorded as soon as it is tuned, and
-MetaSchedule appends every measured candidate to the database at once, so an
-interrupted tuning run loses at most the task it was in; the next run resumes
-there. With a time budget (``minutes``) tuning stops starting tasks once it
-is spent (the task in progress finishes); the tasks left are tuned by a later
-run. One XGBoost cost model is shared by all tasks of a run.
+heaviest first. Each task is tuned in rounds of at most 64 trials (MetaSchedule's own
+round); the budget file counts the trials each task has had so far and is
+written after every round, and MetaSchedule appends every measured candidate
+to the database at once, so an interrupted tuning run loses at most the round
+it was in; the next run goes on there. With a
+time budget (``minutes``) tuning stops starting rounds once it is spent (the
+round in progress finishes); a later run goes on where it stopped. One XGBoost
+cost model is shared by all tasks of a run.
 
 Candidates are built in this process rather than in MetaSchedule's popen
 builder: each of its builder workers imports ``tvm.s_tir.tensor_intrin``,
@@ -68,7 +70,7 @@ class TuningReport:
     measured: int  # candidates measured in this run (new database records)
     seconds: float
     database: str
-    skipped_tasks: int = 0  # not tuned: the time budget was spent first (a later run tunes them)
+    skipped_tasks: int = 0  # short of their budget: the time budget was spent first (a later run goes on)
 
     def summary(self) -> str:
         skipped = f", {self.skipped_tasks} left for a later run (time budget spent)" if self.skipped_tasks else ""
@@ -145,35 +147,35 @@ def tune_module(
     db = ms.database.JSONDatabase(work_dir=str(db_dir))
     before = len(db)
     deadline = None if budget.minutes is None else start + budget.minutes * 60
-    tuned = 0
+    touched: set[int] = set()
     if todo:
-        logger.info("tuning %d of %d tasks, %d trials in all", len(todo), len(tasks), sum(wanted[i] for i in todo))
+        missing = sum(wanted[i] - budgets.get(keys[i], 0) for i in todo)
+        logger.info("tuning %d of %d tasks, %d trials in all", len(todo), len(tasks), missing)
 
-        def done(index: int) -> None:
-            nonlocal tuned
-            tuned += 1
-            budgets[keys[index]] = wanted[index]
+        def record(index: int, trials: int) -> None:
+            touched.add(index)
+            budgets[keys[index]] = budgets.get(keys[index], 0) + trials
             _write_budgets(db_dir, budgets)
 
         _run_tuner(
-            [(index, tasks[index], wanted[index]) for index in todo],
+            [(index, tasks[index], wanted[index] - budgets.get(keys[index], 0)) for index in todo],
             db=db,
             db_dir=db_dir,
             measurer=measurer,
             seed=seed,
             deadline=deadline,
-            done=done,
+            record=record,
         )
     measured = len(ms.database.JSONDatabase(work_dir=str(db_dir))) - before
     report = TuningReport(
         tasks=len(tasks),
-        tuned_tasks=tuned,
+        tuned_tasks=len(touched),
         reused_tasks=len(tasks) - len(todo),
         trials=budget.trials,
         measured=measured,
         seconds=time.perf_counter() - start,
         database=str(db_dir),
-        skipped_tasks=len(todo) - tuned,
+        skipped_tasks=sum(budgets.get(keys[i], 0) < wanted[i] for i in todo),
     )
     logger.info("tuning: %s", report.summary())
     return report
@@ -228,10 +230,15 @@ def _run_tuner(
     measurer: Measurer,
     seed: int,
     deadline: float | None,
-    done: Any,
+    record: Any,
 ) -> None:
-    """Tune ``(index, task, trials)`` one task at a time, calling ``done(index)`` after each; stop starting
-    tasks once ``deadline`` (a ``time.perf_counter()`` value) has passed."""
+    """Tune ``(index, task, trials)`` one task at a time, in rounds of at most :data:`MAX_TRIALS_PER_ITER`
+    trials (MetaSchedule's own round), calling ``record(index, trials)`` after each round; stop starting
+    rounds once ``deadline`` (a ``time.perf_counter()`` value) has passed.
+
+    A round is one ``tune_tasks`` call: its evolutionary search starts from the database's best
+    candidates of the task, as MetaSchedule's next round would, and the XGBoost cost model is shared.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     with (
@@ -243,26 +250,29 @@ def _run_tuner(
         cost_model = ms.cost_model.XGBModel(adaptive_training=True)
         seeds = np.random.RandomState(seed=seed).randint(1, 2**30, size=1 + max(i for i, _, _ in todo)).tolist()
         for index, task, trials in todo:
-            if deadline is not None and time.perf_counter() >= deadline:
-                logger.info(
-                    "time budget spent: %d tasks left for a later run", len(todo) - todo.index((index, task, trials))
+            left = trials
+            while left > 0:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    logger.info("time budget spent; a later run goes on with the tasks left")
+                    return
+                chunk = min(MAX_TRIALS_PER_ITER, left)
+                context = _tune_context(task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger)
+                ms.tune.tune_tasks(
+                    tasks=[context],
+                    task_weights=[float(task.weight)],
+                    work_dir=str(db_dir),
+                    max_trials_global=chunk,
+                    max_trials_per_task=chunk,
+                    num_trials_per_iter=chunk,
+                    builder=builder,
+                    runner=runner,
+                    database=db,
+                    cost_model=cost_model,
+                    task_scheduler="round-robin",
                 )
-                return
-            context = _tune_context(task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger)
-            ms.tune.tune_tasks(
-                tasks=[context],
-                task_weights=[float(task.weight)],
-                work_dir=str(db_dir),
-                max_trials_global=trials,
-                max_trials_per_task=trials,
-                num_trials_per_iter=min(MAX_TRIALS_PER_ITER, trials),
-                builder=builder,
-                runner=runner,
-                database=db,
-                cost_model=cost_model,
-                task_scheduler="round-robin",
-            )
-            done(index)
+                left -= chunk
+                record(index, chunk)
+                seeds[index] += 1  # the next round of this task draws other candidates
 
 
 def _tune_context(task: Any, *, index: int, trials: int, seed: int, parent_logger: logging.Logger) -> Any:

@@ -37,7 +37,8 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def artifact(files):
     out = files / "dist-x86"
-    code = main(["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--out", str(out)])
+    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--tune-trials", "0"]
+    code = main([*args, "--out", str(out)])
     assert code == 0
     return out
 
