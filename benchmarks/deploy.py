@@ -87,23 +87,45 @@ MOBILENET_V2 = {  # Sandler et al. 2018, width 1.0, ImageNet shape: 224x224x3, 1
 }
 
 
+SHORT_NAMES = {
+    "baseline": "baseline",
+    "fused-ibn": "fused-ibn sample (seed 0)",
+    "mobilenet-v2": "MobileNetV2 1.0 224x224x3",
+}
+
+
 def networks(quick: bool = False) -> dict[str, ArchConfig]:
     if quick:
         return {"baseline": baseline_arch()}
     fused = load_space(shipped_space_path("fused_ibn")).sample(np.random.default_rng(0))
     mobilenet = ArchConfig.from_dict(MOBILENET_V2, source="MobileNetV2 1.0 224")
-    return {"baseline": baseline_arch(), "fused-ibn sample (seed 0)": fused, "MobileNetV2 1.0 224x224x3": mobilenet}
+    return {"baseline": baseline_arch(), SHORT_NAMES["fused-ibn"]: fused, SHORT_NAMES["mobilenet-v2"]: mobilenet}
 
 
-def plan(labels: list[str], budgets: list[int]) -> list[tuple[str, int, str]]:
-    """(network label, trials, variant) in the order they run: untuned rows, the first budget for the first
+def parse_budget(text: str) -> tuple[int, float | None]:
+    """``TRIALS`` or ``TRIALS@MINUTES`` (a time budget: tuning stops starting rounds after MINUTES)."""
+    trials, _, minutes = text.partition("@")
+    return int(trials), (float(minutes) if minutes else None)
+
+
+def parse_row(text: str) -> tuple[str, str, str]:
+    """``NETWORK:BUDGET[:VARIANT]`` (NETWORK one of SHORT_NAMES, VARIANT one of VARIANTS) -> a plan step."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in SHORT_NAMES or (len(parts) == 3 and parts[2] not in VARIANTS):
+        raise SystemExit(f"--rows: {text!r} is not NETWORK:BUDGET[:VARIANT] with NETWORK in {list(SHORT_NAMES)}")
+    parse_budget(parts[1])
+    return SHORT_NAMES[parts[0]], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+def plan(labels: list[str], budgets: list[str]) -> list[tuple[str, str, str]]:
+    """(network label, budget, variant) in the order they run: untuned rows, the first budget for the first
     network and its lever rows, the first budget for the other networks, then each larger budget."""
-    steps = [(label, 0, "") for label in labels]
-    for index, trials in enumerate(budgets):
-        steps.append((labels[0], trials, ""))
+    steps = [(label, "0", "") for label in labels]
+    for index, budget in enumerate(budgets):
+        steps.append((labels[0], budget, ""))
         if index == 0:
-            steps += [(labels[0], trials, variant) for variant in VARIANTS if variant]
-        steps += [(label, trials, "") for label in labels[1:]]
+            steps += [(labels[0], budget, variant) for variant in VARIANTS if variant]
+        steps += [(label, budget, "") for label in labels[1:]]
     return steps
 
 
@@ -143,12 +165,15 @@ def ort_step(arch: ArchConfig, folder: Path) -> dict:
     return {"latency_ms": stats.median_ms, "spread": stats.spread}
 
 
-def row_key(trials: int, variant: str) -> str:
-    return ("tvm-untuned" if trials == 0 else f"tvm-tuned-{trials}") + (f"-{variant}" if variant else "")
+def row_key(budget: str, variant: str) -> str:
+    trials, minutes = parse_budget(budget)
+    key = "tvm-untuned" if trials == 0 else f"tvm-tuned-{trials}" + (f"-{minutes:g}min" if minutes else "")
+    return key + (f"-{variant}" if variant else "")
 
 
-def tvm_step(arch: ArchConfig, folder: Path, trials: int, variant: str) -> dict:
-    name = row_key(trials, variant).removeprefix("tvm-")
+def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
+    trials, minutes = parse_budget(budget)
+    name = row_key(budget, variant).removeprefix("tvm-")
     prepack, weighting = VARIANTS[variant]
     database = folder / f"tuning-db-{name}" if trials else None
     if database is not None:
@@ -158,6 +183,7 @@ def tvm_step(arch: ArchConfig, folder: Path, trials: int, variant: str) -> dict:
         target=TARGET,
         tuning_trials=trials,
         tuning_db=database,
+        tune_minutes=minutes,
         tuning_weighting=weighting,
         prepack=prepack,
         num_threads=THREADS,
@@ -166,6 +192,9 @@ def tvm_step(arch: ArchConfig, folder: Path, trials: int, variant: str) -> dict:
     stats = time_compiled(compiled, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS)
     ort = ort_step(arch, folder)  # right after, in the same process: the ratio compares like with like
     result = {
+        "trials": trials,
+        "minutes": minutes,
+        "variant": variant,
         "latency_ms": stats.median_ms,
         "spread": stats.spread,
         "ort_ms_same_run": ort["latency_ms"],
@@ -174,12 +203,20 @@ def tvm_step(arch: ArchConfig, folder: Path, trials: int, variant: str) -> dict:
     }
     if compiled.tuning is not None:
         tuning = compiled.tuning
-        result.update(tuning_seconds=round(tuning.seconds, 1), tasks=tuning.tasks, measured=tuning.measured)
+        result.update(
+            tuning_seconds=round(tuning.seconds, 1),
+            tasks=tuning.tasks,
+            measured=tuning.measured,
+            skipped_tasks=tuning.skipped_tasks,
+        )
     return result
 
 
-def run(work_dir: Path, trial_budgets: list[int], quick: bool = False) -> Iterator[dict[str, dict]]:
-    """Run (or reuse) every step of :func:`plan`; yields the table so far after each TVM step."""
+def run(
+    work_dir: Path, trial_budgets: list[str], quick: bool = False, rows: list[tuple[str, str, str]] | None = None
+) -> Iterator[dict[str, dict]]:
+    """Run (or reuse) every step of :func:`plan` (the untuned rows and then ``rows``, when given); yields the
+    table so far after each TVM step."""
     cache = Cache(work_dir / "results.json")
     table: dict[str, dict] = {}
     archs = networks(quick)
@@ -191,10 +228,11 @@ def run(work_dir: Path, trial_budgets: list[int], quick: bool = False) -> Iterat
         rows = {"onnx": cache.step(f"{arch.arch_id}/onnx", lambda a=arch, f=folder: export_step(a, f))}
         rows["onnxruntime"] = cache.step(f"{arch.arch_id}/onnxruntime", lambda a=arch, f=folder: ort_step(a, f))
         table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
-    for label, trials, variant in plan(list(archs), trial_budgets):
+    steps = plan(list(archs), trial_budgets) if rows is None else [*plan(list(archs), [])[: len(archs)], *rows]
+    for label, budget, variant in steps:
         arch = archs[label]
-        folder, key = work_dir / arch.arch_id, row_key(trials, variant)
-        step = lambda a=arch, f=folder, t=trials, v=variant: tvm_step(a, f, t, v)  # noqa: E731
+        folder, key = work_dir / arch.arch_id, row_key(budget, variant)
+        step = lambda a=arch, f=folder, b=budget, v=variant: tvm_step(a, f, b, v)  # noqa: E731
         table[arch.arch_id]["rows"][key] = cache.step(f"{arch.arch_id}/{key}", step)
         yield table
 
@@ -271,12 +309,16 @@ def _ratio(row: dict, ort_ms: float) -> float:
 
 def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
     parts = key.removeprefix("tvm-").split("-", 2)
-    trials = 0 if parts[0] == "untuned" else int(parts[1])
-    variant = parts[2] if len(parts) > 2 else ""
+    trials = row.get("trials", 0 if parts[0] == "untuned" else int(parts[1]))
+    variant = row.get("variant", parts[2] if len(parts) > 2 else "")
+    minutes = row.get("minutes")
     runtime = "TVM untuned" if trials == 0 else f"TVM tuned, {trials} trials"
+    runtime += f" within {minutes:g} min" if minutes else ""
     levers = "" if trials == 0 else VARIANT_TEXT[variant]
     tuning = f"{row['tuning_seconds']:.0f}" if "tuning_seconds" in row else ""
     tasks = f"{row['tasks']} ({row['measured']})" if "tasks" in row else ""
+    if row.get("skipped_tasks"):
+        tasks += f", {row['skipped_tasks']} short"
     same = row.get("ort_ms_same_run", ort_ms)
     return (
         f"| | {runtime} | {levers} | {row['latency_ms']:.3f} | {same:.3f} | {_ratio(row, ort_ms):.2f} | {tuning} "
@@ -299,8 +341,9 @@ def _lever_gains(table: dict[str, dict]) -> list[str]:
                     continue
                 lever = {"no-prepack": "weight prepacking", "even-trials": "FLOPs-weighted trials"}[variant]
                 gain = _ratio(row, ort_ms) / _ratio(full, ort_ms)
+                budget = key.removeprefix("tvm-tuned-").removesuffix(f"-{variant}")
                 lines.append(
-                    f"- {lever}, {entry['label']}, {key.removeprefix('tvm-tuned-').split('-')[0]} trials: "
+                    f"- {lever}, {entry['label']}, budget {budget} trials: "
                     f"{gain:.2f}x faster with it than without ({_ratio(row, ort_ms):.2f} -> "
                     f"{_ratio(full, ort_ms):.2f} of ORT)"
                 )
@@ -348,13 +391,25 @@ def _cpu_name() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the baseline only, trial budget 20")
-    parser.add_argument("--trials", type=int, nargs="+", default=None, help="trial budgets (default 200 1000)")
+    parser.add_argument(
+        "--trials", nargs="+", default=None, help="trial budgets, TRIALS or TRIALS@MINUTES (default 200 1000)"
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        type=parse_row,
+        default=None,
+        help="instead of the default plan: the untuned rows, then these NETWORK:BUDGET[:VARIANT] rows in order "
+        f"(NETWORK: {', '.join(SHORT_NAMES)}; VARIANT: {', '.join(v for v in VARIANTS if v)})",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="cache folder (default build/bench-deploy[-quick])")
     parser.add_argument("--fresh", action="store_true", help="forget cached steps and start over")
     parser.add_argument("--retime", action="store_true", help="at the end, time every model again back to back")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    budgets = args.trials or ([20] if args.quick else [200, 1000])
+    budgets = args.trials or (["20"] if args.quick else ["200", "1000"])
+    for budget in budgets:
+        parse_budget(budget)
     suffix = "-quick" if args.quick else ""
     work_dir = args.work_dir or Path("build") / f"bench-deploy{suffix}"
     if args.fresh:
@@ -362,8 +417,9 @@ def main() -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     out = Path("results") / f"deploy-{TARGET}{suffix}.md"
     command = "python benchmarks/deploy.py" + (" --quick" if args.quick else "")
-    command += f" --trials {' '.join(map(str, args.trials))}" if args.trials else ""
-    for table in run(work_dir, budgets, args.quick):
+    command += f" --trials {' '.join(args.trials)}" if args.trials else ""
+    command += f" --rows {' '.join(sys.argv[sys.argv.index('--rows') + 1 :])}" if args.rows else ""
+    for table in run(work_dir, budgets, args.quick, args.rows):
         write_markdown(out, table, command)
     if args.retime:
         retime(work_dir, table, args.quick)

@@ -182,3 +182,32 @@ def test_bad_run_inputs_are_one_line_errors(artifact, tmp_path, capsys, name, co
 def test_run_on_a_folder_without_manifest(tmp_path, capsys):
     code, _, err = run_cli(["run", str(tmp_path), "--input", "x.png"], capsys)
     assert_one_line_error(code, err, "not an artifact folder")
+
+
+@pytest.mark.slow
+def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(files, tmp_path, capsys):
+    import os
+
+    from nas.cli.deploy import DEFAULT_TUNE_TRIALS
+
+    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--no-measure"]
+    # By default deploy tunes, into the target's persistent database, within --tune-minutes.
+    code, out, _ = run_cli([*args, "--tune-minutes", "0.2", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0 and "tuning:" in out
+    tuning = load_artifact(tmp_path / "a").manifest.tuning
+    assert tuning["trials"] == DEFAULT_TUNE_TRIALS and tuning["minutes"] == 0.2
+    assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
+    assert tuning["measured_candidates"] > 0 and tuning["skipped_tasks"] > 0  # 1000 trials do not fit in 12 s
+    assert tuning["seconds"] < 12 + 240  # the budget, plus the one round in progress when it ran out
+    # A budget that fits: the second deploy of the same network finds everything in the database.
+    database = str(tmp_path / "db")
+    for out_dir in ("b", "c"):
+        code, _, _ = run_cli(
+            [*args, "--tune-trials", "6", "--tuning-db", database, "--out", str(tmp_path / out_dir)], capsys
+        )
+        assert code == 0
+    first, second = (load_artifact(tmp_path / name).manifest.tuning for name in ("b", "c"))
+    assert first["measured_candidates"] > 0 and first["skipped_tasks"] == 0
+    assert (
+        second["measured_candidates"] == 0 and second["tuned_tasks"] == 0 and second["reused_tasks"] == first["tasks"]
+    )
