@@ -213,9 +213,9 @@ def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
 
 
 def run(
-    work_dir: Path, trial_budgets: list[str], quick: bool = False, rows: list[tuple[str, str, str]] | None = None
+    work_dir: Path, trial_budgets: list[str], quick: bool = False, chosen: list[tuple[str, str, str]] | None = None
 ) -> Iterator[dict[str, dict]]:
-    """Run (or reuse) every step of :func:`plan` (the untuned rows and then ``rows``, when given); yields the
+    """Run (or reuse) every step of :func:`plan` (the untuned rows and then ``chosen``, when given); yields the
     table so far after each TVM step."""
     cache = Cache(work_dir / "results.json")
     table: dict[str, dict] = {}
@@ -228,7 +228,7 @@ def run(
         rows = {"onnx": cache.step(f"{arch.arch_id}/onnx", lambda a=arch, f=folder: export_step(a, f))}
         rows["onnxruntime"] = cache.step(f"{arch.arch_id}/onnxruntime", lambda a=arch, f=folder: ort_step(a, f))
         table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
-    steps = plan(list(archs), trial_budgets) if rows is None else [*plan(list(archs), [])[: len(archs)], *rows]
+    steps = plan(list(archs), trial_budgets) if chosen is None else [*plan(list(archs), []), *chosen]
     for label, budget, variant in steps:
         arch = archs[label]
         folder, key = work_dir / arch.arch_id, row_key(budget, variant)
