@@ -32,7 +32,7 @@ RUNS = 200
 
 
 def tvm_calls(library: Path, shape: tuple[int, ...], runs: int) -> list[tuple[str, float]]:
-    """(function, mean ms) of every call of one inference, in call order."""
+    """(function, median ms over ``runs``) of every call of one inference, in call order."""
     import tvm
     from tvm import relax
 
@@ -55,16 +55,17 @@ def tvm_calls(library: Path, shape: tuple[int, ...], runs: int) -> list[tuple[st
     vm.set_instrument(instrument)
     vm["main"](x)
     sequence = [name for name, _ in calls]
-    totals = np.zeros(len(sequence))
-    for _ in range(runs):
+    samples = np.zeros((runs, len(sequence)))
+    for run in range(runs):
         calls.clear()
         vm["main"](x)
-        totals += [seconds for _, seconds in calls]
-    return [(name, total / runs * 1e3) for name, total in zip(sequence, totals) if not name.startswith("vm.")]
+        samples[run] = [seconds for _, seconds in calls]
+    medians = np.median(samples, axis=0) * 1e3
+    return [(name, float(ms)) for name, ms in zip(sequence, medians) if not name.startswith("vm.")]
 
 
 def ort_nodes(model: Path, shape: tuple[int, ...], runs: int) -> list[tuple[str, str, float]]:
-    """(op, node name, mean ms) of every node ONNX Runtime ran, in order."""
+    """(op, node name, median ms over ``runs``) of every node ONNX Runtime ran, in order."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -77,16 +78,16 @@ def ort_nodes(model: Path, shape: tuple[int, ...], runs: int) -> list[tuple[str,
     profile = Path(session.end_profiling())
     events = json.loads(profile.read_text())
     profile.unlink()
-    total: dict[str, float] = collections.defaultdict(float)
+    times: dict[str, list[float]] = collections.defaultdict(list)
     ops, order = {}, []
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             name = event["name"].removesuffix("_kernel_time")
-            total[name] += event["dur"] / 1e3
+            times[name].append(event["dur"] / 1e3)
             ops[name] = event["args"].get("op_name", "?")
             if name not in order:
                 order.append(name)
-    return [(ops[name], name, total[name] / runs) for name in order]
+    return [(ops[name], name, float(np.median(times[name]))) for name in order]
 
 
 def conv_kind(proto: onnx.ModelProto) -> list[str]:
@@ -118,13 +119,14 @@ def main() -> int:
     lines = [
         f"# Per-kernel breakdown: `{args.library.name}` against ONNX Runtime",
         "",
-        f"Regenerate: `python benchmarks/deploy_breakdown.py {args.library} {args.model}`. Mean ms per call over "
-        f"{args.runs} runs, one thread, timed back to back in one process (load average {load:.1f}; the machine "
-        "is shared, so absolute figures are noisy). TVM: each call through the VM's instrument hook (adds a few "
+        f"Regenerate: `python benchmarks/deploy_breakdown.py {args.library} {args.model}`. Median ms of each call over "
+        f"{args.runs} runs (a call that the shared machine preempted does not count), one thread, timed back "
+        f"to back in one process (load average {load:.1f}; the machine is shared, so absolute figures are noisy). "
+        "TVM: each call through the VM's instrument hook (adds a few "
         "microseconds per call); ORT: its profiler's kernel times. Convolutions matched in graph order.",
         "",
-        f"Totals: TVM {sum(ms for _, ms in tvm):.3f} ms in {len(tvm)} calls, ORT {sum(ms for *_, ms in ort):.3f} ms "
-        f"in {len(ort)} nodes.",
+        f"Sums of the medians: TVM {sum(ms for _, ms in tvm):.3f} ms in {len(tvm)} calls, "
+        f"ORT {sum(ms for *_, ms in ort):.3f} ms in {len(ort)} nodes.",
         "",
         "| # | conv | TVM function | TVM ms | ORT ms | TVM / ORT |",
         "|---:|---|---|---:|---:|---:|",
