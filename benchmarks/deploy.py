@@ -358,7 +358,10 @@ def _notes() -> str:
         "MetaSchedule's RewriteLayout packs them for the kernel, and the packed weights are folded into the "
         "library's constants at build time. `measured` counts the candidates that built and ran. Candidates are "
         "built in-process and measured with 1 TVM thread. The first tuning in a process also pays ~20-60 s of "
-        "MetaSchedule start-up. `/ ORT` < 1 means TVM is faster."
+        "MetaSchedule start-up. `/ ORT` < 1 means TVM is faster. SIMD: `-mcpu` is LLVM's name for this host's "
+        "CPU (`deploy.targets`), so the kernels use its widest vectors (AVX-512 here: the tuned libraries are "
+        "full of 512-bit FMAs, `objdump -d model-*.so | grep -c 'vfmadd.*zmm'`). Per-kernel comparison with ORT: "
+        "`benchmarks/deploy_breakdown.py` -> `results/deploy-x86_64-breakdown.md`."
     )
 
 
