@@ -15,8 +15,10 @@ round); the budget file counts the trials each task has had so far and is
 written after every round, and MetaSchedule appends every measured candidate
 to the database at once, so an interrupted tuning run loses at most the round
 it was in; the next run goes on there. With a
-time budget (``minutes``) tuning stops starting rounds once it is spent (the
-round in progress finishes); a later run goes on where it stopped. One XGBoost
+time budget (``minutes``) the rounds are sized to what fits in the time left
+at the pace of the rounds so far (the first has 8 trials), and no round starts
+once it is spent; the round in progress finishes, so the budget is exceeded by
+at most one (small) round. A later run goes on where it stopped. One XGBoost
 cost model is shared by all tasks of a run.
 
 Candidates are built in this process rather than in MetaSchedule's popen
@@ -249,13 +251,15 @@ def _run_tuner(
         builder = _in_process_builder(Path(scratch), measurer.linker)
         cost_model = ms.cost_model.XGBModel(adaptive_training=True)
         seeds = np.random.RandomState(seed=seed).randint(1, 2**30, size=1 + max(i for i, _, _ in todo)).tolist()
+        pace = _Pace()
         for index, task, trials in todo:
             left = trials
             while left > 0:
-                if deadline is not None and time.perf_counter() >= deadline:
+                chunk = pace.round_size(left, deadline)
+                if chunk == 0:
                     logger.info("time budget spent; a later run goes on with the tasks left")
                     return
-                chunk = min(MAX_TRIALS_PER_ITER, left)
+                round_start = time.perf_counter()
                 context = _tune_context(task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger)
                 ms.tune.tune_tasks(
                     tasks=[context],
@@ -272,7 +276,36 @@ def _run_tuner(
                 )
                 left -= chunk
                 record(index, chunk)
+                pace.add(chunk, time.perf_counter() - round_start)
                 seeds[index] += 1  # the next round of this task draws other candidates
+
+
+class _Pace:
+    """Round sizes under a time budget: what fits in the time left at the pace of the rounds so far."""
+
+    FIRST_ROUND = 8  # before any round has been timed
+    MIN_ROUND = 4
+
+    def __init__(self) -> None:
+        self.trials = 0
+        self.seconds = 0.0
+
+    def add(self, trials: int, seconds: float) -> None:
+        self.trials += trials
+        self.seconds += seconds
+
+    def round_size(self, left: int, deadline: float | None) -> int:
+        """Trials for the next round (0: the time is spent)."""
+        size = min(MAX_TRIALS_PER_ITER, left)
+        if deadline is None:
+            return size
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return 0
+        if self.trials == 0:
+            return min(size, self.FIRST_ROUND)
+        fits = int(remaining / (self.seconds / self.trials))
+        return min(size, max(self.MIN_ROUND, fits))
 
 
 def _tune_context(task: Any, *, index: int, trials: int, seed: int, parent_logger: logging.Logger) -> Any:

@@ -192,13 +192,14 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
 
     args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--no-measure"]
     # By default deploy tunes, into the target's persistent database, within --tune-minutes.
-    code, out, _ = run_cli([*args, "--tune-minutes", "0.2", "--out", str(tmp_path / "a")], capsys)
+    code, out, _ = run_cli([*args, "--tune-minutes", "0.5", "--out", str(tmp_path / "a")], capsys)
     assert code == 0 and "tuning:" in out
     tuning = load_artifact(tmp_path / "a").manifest.tuning
-    assert tuning["trials"] == DEFAULT_TUNE_TRIALS and tuning["minutes"] == 0.2
+    assert tuning["trials"] == DEFAULT_TUNE_TRIALS and tuning["minutes"] == 0.5
     assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
-    assert tuning["measured_candidates"] > 0 and tuning["skipped_tasks"] > 0  # 1000 trials do not fit in 12 s
-    assert tuning["seconds"] < 12 + 240  # the budget, plus the one round in progress when it ran out
+    assert tuning["measured_candidates"] > 0 and tuning["skipped_tasks"] > 0  # 1000 trials do not fit in 30 s
+    # The budget, plus MetaSchedule's start-up and the one small round in progress when it ran out.
+    assert tuning["seconds"] < 30 + 180
     # A budget that fits: the second deploy of the same network finds everything in the database.
     database = str(tmp_path / "db")
     for out_dir in ("b", "c"):
