@@ -16,8 +16,8 @@ written after every round, and MetaSchedule appends every measured candidate
 to the database at once, so an interrupted tuning run loses at most the round
 it was in; the next run goes on there. With a
 time budget (``minutes``) the rounds are sized to what fits in the time left
-at the pace of the rounds so far (the first has 8 trials), and no round starts
-once it is spent; the round in progress finishes, so the budget is exceeded by
+at the pace of the rounds so far (the first, which always runs, has 8 trials),
+and no other round starts once it is spent; the round in progress finishes, so the budget is exceeded by
 at most one (small) round. A later run goes on where it stopped. One XGBoost
 cost model is shared by all tasks of a run.
 
@@ -299,11 +299,11 @@ class _Pace:
         size = min(MAX_TRIALS_PER_ITER, left)
         if deadline is None:
             return size
+        if self.trials == 0:  # a budget tunes something, even when MetaSchedule's start-up has used it up
+            return min(size, self.FIRST_ROUND)
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             return 0
-        if self.trials == 0:
-            return min(size, self.FIRST_ROUND)
         fits = int(remaining / (self.seconds / self.trials))
         return min(size, max(self.MIN_ROUND, fits))
 
