@@ -9,8 +9,11 @@ shapes share tuning.
 
 The model's trial budget goes where the time goes: each task gets a share
 proportional to its floating-point work (FLOPs x how often it is called; at
-least :data:`MIN_TRIALS_PER_TASK`), and tasks are tuned one at a time, the
-heaviest first. Each task is tuned in rounds of at most 64 trials (MetaSchedule's own
+least :data:`MIN_TRIALS_PER_TASK`), and tasks are tuned one at a time,
+breadth first: every task gets a first round of up to :data:`FIRST_PASS`
+trials, the heaviest first, before any task gets more (an untuned kernel is
+10-100x slower than a tuned one, so a time budget spent on a few tasks leaves
+the model slow); then the rest, heaviest first. Each task is tuned in rounds of at most 64 trials (MetaSchedule's own
 round); the budget file counts the trials each task has had so far and is
 written after every round, and MetaSchedule appends every measured candidate
 to the database at once, so an interrupted tuning run loses at most the round
@@ -58,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 BUDGET_FILE = "edgenas-tuning.json"
 MAX_TRIALS_PER_ITER = 64  # MetaSchedule's default batch of candidates per round
+FIRST_PASS = 8  # trials every task gets before any task gets more (breadth first)
 MIN_TRIALS_PER_TASK = 4  # a task's first candidates: well below that, a schedule is a random draw
 DB_ENV = "EDGENAS_TUNING_DB"  # folder that holds the per-target default databases
 WEIGHTINGS = ("flops", "even")
@@ -252,32 +256,40 @@ def _run_tuner(
         cost_model = ms.cost_model.XGBModel(adaptive_training=True)
         seeds = np.random.RandomState(seed=seed).randint(1, 2**30, size=1 + max(i for i, _, _ in todo)).tolist()
         pace = _Pace()
-        for index, task, trials in todo:
-            left = trials
-            while left > 0:
-                chunk = pace.round_size(left, deadline)
-                if chunk == 0:
-                    logger.info("time budget spent; a later run goes on with the tasks left")
-                    return
-                round_start = time.perf_counter()
-                context = _tune_context(task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger)
-                ms.tune.tune_tasks(
-                    tasks=[context],
-                    task_weights=[float(task.weight)],
-                    work_dir=str(db_dir),
-                    max_trials_global=chunk,
-                    max_trials_per_task=chunk,
-                    num_trials_per_iter=chunk,
-                    builder=builder,
-                    runner=runner,
-                    database=db,
-                    cost_model=cost_model,
-                    task_scheduler="round-robin",
-                )
-                left -= chunk
-                record(index, chunk)
-                pace.add(chunk, time.perf_counter() - round_start)
-                seeds[index] += 1  # the next round of this task draws other candidates
+        left = {index: trials for index, _, trials in todo}
+        # Breadth first: an untuned kernel is 10-100x slower than a tuned one, so every task gets a first
+        # round (FIRST_PASS trials) before any task gets more; then the rest, heaviest task first.
+        for first_pass in (True, False):
+            for index, task, trials in todo:
+                while left[index] > 0:
+                    want = min(left[index], FIRST_PASS) if first_pass else left[index]
+                    chunk = pace.round_size(want, deadline)
+                    if chunk == 0:
+                        logger.info("time budget spent; a later run goes on with the tasks left")
+                        return
+                    round_start = time.perf_counter()
+                    context = _tune_context(
+                        task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger
+                    )
+                    ms.tune.tune_tasks(
+                        tasks=[context],
+                        task_weights=[float(task.weight)],
+                        work_dir=str(db_dir),
+                        max_trials_global=chunk,
+                        max_trials_per_task=chunk,
+                        num_trials_per_iter=chunk,
+                        builder=builder,
+                        runner=runner,
+                        database=db,
+                        cost_model=cost_model,
+                        task_scheduler="round-robin",
+                    )
+                    left[index] -= chunk
+                    record(index, chunk)
+                    pace.add(chunk, time.perf_counter() - round_start)
+                    seeds[index] += 1  # the next round of this task draws other candidates
+                    if first_pass:
+                        break
 
 
 class _Pace:
