@@ -197,9 +197,10 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
     tuning = load_artifact(tmp_path / "a").manifest.tuning
     assert tuning["trials"] == DEFAULT_TUNE_TRIALS and tuning["minutes"] == 0.5
     assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
-    assert tuning["measured_candidates"] > 0 and tuning["skipped_tasks"] > 0  # 1000 trials do not fit in 30 s
-    # The budget, plus MetaSchedule's start-up and the one small round in progress when it ran out.
-    assert tuning["seconds"] < 30 + 180
+    # 1000 trials do not fit in 30 s: tuning stopped starting rounds, and left tasks for a later deploy.
+    assert 0 < tuning["measured_candidates"] < DEFAULT_TUNE_TRIALS / 10 and tuning["skipped_tasks"] > 0
+    # The budget, plus MetaSchedule's start-up and the one round in progress (minutes on a loaded 2-core machine).
+    assert tuning["seconds"] < 30 + 480, tuning
     # A budget that fits: the second deploy of the same network finds everything in the database.
     database = str(tmp_path / "db")
     for out_dir in ("b", "c"):
