@@ -64,7 +64,9 @@ VARIANT_TEXT = {
     "": "prepack + FLOPs-weighted trials",
     "no-prepack": "FLOPs-weighted trials, no prepack",
     "even-trials": "prepack, trials spread evenly",
+    "heaviest-first": "prepack + FLOPs-weighted, heaviest task first (superseded: now breadth first)",
 }
+SUPERSEDED = "heaviest-first-"  # results.json keys of rows run with an earlier task order, shown for comparison
 MOBILENET_V2 = {  # Sandler et al. 2018, width 1.0, ImageNet shape: 224x224x3, 1000 classes
     "input_channels": 3,
     "resolution": 224,
@@ -227,6 +229,10 @@ def run(
             cache.data.pop(f"{arch.arch_id}/onnx", None)
         rows = {"onnx": cache.step(f"{arch.arch_id}/onnx", lambda a=arch, f=folder: export_step(a, f))}
         rows["onnxruntime"] = cache.step(f"{arch.arch_id}/onnxruntime", lambda a=arch, f=folder: ort_step(a, f))
+        for key, row in cache.data.items():
+            if key.startswith(f"{arch.arch_id}/{SUPERSEDED}"):
+                name = key.split("/", 1)[1].removeprefix(SUPERSEDED)
+                rows[f"tvm-{name}-heaviest-first"] = {**row, "variant": "heaviest-first"}
         table[arch.arch_id] = {"label": label, "block_string": arch.block_string(), "rows": rows}
     steps = plan(list(archs), trial_budgets) if chosen is None else [*plan(list(archs), []), *chosen]
     for label, budget, variant in steps:
