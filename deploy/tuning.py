@@ -260,7 +260,7 @@ def _run_tuner(
         # Breadth first: an untuned kernel is 10-100x slower than a tuned one, so every task gets a first
         # round (FIRST_PASS trials) before any task gets more; then the rest, heaviest task first.
         for first_pass in (True, False):
-            for index, task, trials in todo:
+            for index, task, _ in todo:
                 while left[index] > 0:
                     want = min(left[index], FIRST_PASS) if first_pass else left[index]
                     chunk = pace.round_size(want, deadline)
@@ -268,8 +268,10 @@ def _run_tuner(
                         logger.info("time budget spent; a later run goes on with the tasks left")
                         return
                     round_start = time.perf_counter()
+                    # The search population follows this round's size, not the task's whole budget:
+                    # a population of 512 costs over a minute of search per round on a loaded 2-core host.
                     context = _tune_context(
-                        task, index=index, trials=trials, seed=seeds[index], parent_logger=task_logger
+                        task, index=index, trials=chunk, seed=seeds[index], parent_logger=task_logger
                     )
                     ms.tune.tune_tasks(
                         tasks=[context],
