@@ -27,7 +27,7 @@ from deploy.runtime import ClassProbability, Predictor, load_input
 from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
 from deploy.threads import set_tvm_threads
 from deploy.tracker import check_board
-from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
+from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, default_tuning_db, tune_module
 
 __all__ = [
     "Artifact",
@@ -47,11 +47,13 @@ __all__ = [
     "Preprocessing",
     "RemoteError",
     "RemoteResult",
+    "TuningBudget",
     "TuningReport",
     "apply_database",
     "check_board",
     "check_onnx_parity",
     "compile_onnx",
+    "default_tuning_db",
     "deploy_model",
     "export_onnx",
     "fold_batchnorm",

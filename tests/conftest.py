@@ -20,3 +20,17 @@ def sim_npu_p32_estimators(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("estimators")
     obtain_estimator("sim-npu-p32", directory=folder / "sim-npu-p32")
     return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_tuning_databases(tmp_path_factory):
+    """Deploy tunes into a per-target database under $EDGENAS_TUNING_DB; tests use their own, not ~/.cache."""
+    import os
+
+    old = os.environ.get("EDGENAS_TUNING_DB")
+    os.environ["EDGENAS_TUNING_DB"] = str(tmp_path_factory.mktemp("tuning-dbs"))
+    yield
+    if old is None:
+        os.environ.pop("EDGENAS_TUNING_DB", None)
+    else:
+        os.environ["EDGENAS_TUNING_DB"] = old
