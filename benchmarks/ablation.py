@@ -56,7 +56,7 @@ from benchmarks._final_training import (
     estimator as _estimator,
 )
 from latency_estimator import get_device  # noqa: E402
-from nas.search import SearchResult, TrialRow, run_search, trial_rows  # noqa: E402
+from nas.search import ProposalsExhausted, SearchResult, TrialRow, run_search, trial_rows  # noqa: E402
 from nas.search.results import BASELINE_ATTR  # noqa: E402
 from search_spaces import ArchConfig, baseline_arch, count_arch, load_space, shipped_space_path  # noqa: E402
 
@@ -109,7 +109,19 @@ def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, wo
     space = VARIANTS[variant][0]
     base = baseline_arch(parallelism_factor=get_device(args.device).profile.parallelism_factor)
     start = time.perf_counter()
-    result = run_search(
+    try:
+        result = _search(args, space, variant, recipe, work, data, base)
+    except ProposalsExhausted as exc:  # V2's small space holds fewer feasible networks than the trials asked for
+        logger.warning("%s: %s", variant, exc)
+        result = exc.result
+    _add_seconds(work / "state.json", variant, time.perf_counter() - start)
+    return result
+
+
+def _search(
+    args: argparse.Namespace, space: str, variant: str, recipe: SearchRecipe, work: Path, data: Path, base: ArchConfig
+) -> SearchResult:
+    return run_search(
         space=shipped_space_path(space),
         device=args.device,
         dataset=args.dataset,
@@ -121,8 +133,6 @@ def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, wo
         latency_budget_ms=_estimator(args.device).predict(base).latency_ms,
         baseline=variant == "V1",  # one search-recipe baseline serves the three variants
     )
-    _add_seconds(work / "state.json", variant, time.perf_counter() - start)
-    return result
 
 
 def _add_seconds(path: Path, variant: str, seconds: float) -> None:

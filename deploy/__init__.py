@@ -30,7 +30,7 @@ from deploy.runtime import IMAGE_SUFFIXES, ClassProbability, Predictor, load_inp
 from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
 from deploy.threads import set_tvm_threads
 from deploy.tracker import check_board
-from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
+from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, default_tuning_db, tune_module
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -52,12 +52,14 @@ __all__ = [
     "Preprocessing",
     "RemoteError",
     "RemoteResult",
+    "TuningBudget",
     "TuningReport",
     "apply_database",
     "check_board",
     "check_onnx_parity",
     "class_histogram",
     "compile_onnx",
+    "default_tuning_db",
     "deploy_model",
     "detect",
     "export_onnx",

@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 
 from deploy.errors import CompileError
-from deploy.lowering import batch1_shape, load_onnx, lower_onnx
+from deploy.lowering import batch1_shape, finish_prepack, load_onnx, lower_onnx
 from deploy.targets import DeployTarget, get_target
-from deploy.tuning import Measurer, TuningReport, apply_database, tune_module
+from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, tune_module
 from search_spaces.errors import EdgeNasError, one_line
 
 __all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled"]
@@ -105,6 +105,9 @@ def compile_onnx(
     target: str,
     tuning_trials: int = 0,
     tuning_db: str | Path | None = None,
+    tune_minutes: float | None = None,
+    tuning_weighting: str = "flops",
+    prepack: bool = True,
     work_dir: str | Path | None = None,
     num_threads: int = 1,
     rpc_tracker: str | None = None,
@@ -112,10 +115,14 @@ def compile_onnx(
 ) -> CompiledModel:
     """Compile an ONNX model (single input ``input``, N x C x H x W) for ``target`` at batch 1.
 
-    ``tuning_trials > 0`` tunes with MetaSchedule into ``tuning_db`` (default ``work_dir/tuning-db``),
-    measuring on this host, or on the board at ``rpc_tracker`` / ``rpc_key`` (required for a target
-    this host cannot run); ``tuning_db`` alone applies earlier tuning. ``num_threads`` is what tuning
-    measures with here and what the target's ``num-cores`` says. A failed build raises
+    ``tuning_trials > 0`` tunes with MetaSchedule into ``tuning_db`` (default ``work_dir/tuning-db``;
+    deploy's command line uses the target's persistent :func:`deploy.tuning.default_tuning_db`), within
+    ``tune_minutes`` (None: no limit), measuring on this host, or on the board at ``rpc_tracker`` /
+    ``rpc_key`` (required for a target this host cannot run); ``tuning_db`` alone applies earlier tuning.
+    ``tuning_weighting`` shares the trials out by task FLOPs (``flops``) or evenly (``even``).
+    ``prepack`` (CPU targets) lets tuned kernels read weights packed once at build time
+    (:mod:`deploy.lowering`); it changes the tasks, so a database tuned without it does not apply.
+    ``num_threads`` is what tuning measures with here and what the target's ``num-cores`` says. A failed build raises
     :class:`CompileError` with a one-line summary and writes the full log to ``work_dir/build.log``.
     """
     deploy_target = get_target(target)
@@ -124,13 +131,17 @@ def compile_onnx(
     input_shape = batch1_shape(proto)
     tvm_target = deploy_target.resolve(num_threads=num_threads)
     measurer = Measurer(num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker)
+    budget = None
     if tuning_trials > 0:
+        budget = TuningBudget(trials=tuning_trials, minutes=tune_minutes, weighting=tuning_weighting)
+    prepack = prepack and deploy_target.device == "cpu"
+    if budget is not None:
         _check_tuning_setup(deploy_target, measurer)
         if tuning_db is None:
             tuning_db = Path(work_dir or tempfile.mkdtemp(prefix="edgenas-tune-")) / "tuning-db"
     start = time.perf_counter()
     with _build_errors(deploy_target.name, work_dir):
-        executable, tuning = _build(proto, input_shape, tvm_target, tuning_trials, tuning_db, measurer)
+        executable, tuning = _build(proto, input_shape, tvm_target, budget, tuning_db, measurer, prepack=prepack)
     seconds = time.perf_counter() - start
     logger.info("compiled for %s in %.1f s", deploy_target.name, seconds)
     return CompiledModel(
@@ -173,20 +184,24 @@ def _build(
     proto: onnx.ModelProto,
     input_shape: tuple[int, ...],
     tvm_target: dict[str, Any],
-    tuning_trials: int,
+    budget: TuningBudget | None,
     tuning_db: str | Path | None,
     measurer: Measurer,
+    *,
+    prepack: bool,
 ) -> tuple[Any, TuningReport | None]:
     import tvm
     from tvm import relax
 
     target = tvm.target.Target(tvm_target)
-    mod = lower_onnx(proto, input_shape, target)
+    mod = lower_onnx(proto, input_shape, target, prepack=prepack)
     tuning = None
-    if tuning_trials > 0:
-        tuning = tune_module(mod, target=target, trials=tuning_trials, database=tuning_db, measurer=measurer)
+    if budget is not None:
+        tuning = tune_module(mod, target=target, trials=budget, database=tuning_db, measurer=measurer)
     if tuning_db is not None:
         mod = apply_database(mod, target=target, database=tuning_db)
+        if prepack:
+            mod = finish_prepack(mod, target)
     return relax.build(mod, target=target), tuning
 
 

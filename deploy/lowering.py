@@ -4,6 +4,16 @@ The model is imported with Relax's ONNX frontend at batch 1, decomposed for
 inference, legalised and fused (conv + bias + ReLU6 + residual add become one
 TIR function). Deploy's compiler and the latency estimator's TVM devices both
 lower here, so the devices time what deploy ships.
+
+Weight prepacking (``prepack=True``, the default on CPUs): every fused function
+is told which of its buffers are weights (``AttachAttrLayoutFreeBuffers``), so
+that MetaSchedule's ``RewriteLayout`` postprocessor may store them in the
+layout its schedule reads best (for example blocked by the vector width).
+After tuning, :func:`finish_prepack` splits each such rewrite out of its
+kernel (``SplitLayoutRewritePreproc``) and folds it into the weight constants
+(``FoldConstant``): the packed weights are computed once, when the library is
+built, and the kernels read them directly. This is what TVM's
+``static_shape_tuning`` pipeline does with ``cpu_weight_prepack=True``.
 """
 
 from __future__ import annotations
@@ -17,11 +27,14 @@ from deploy.errors import CompileError
 from deploy.onnx_file import read_onnx
 from deploy.session import INPUT_NAME
 
-__all__ = ["batch1_shape", "load_onnx", "lower_onnx"]
+__all__ = ["batch1_shape", "finish_prepack", "load_onnx", "lower_onnx"]
 
 
-def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any) -> Any:
-    """The legalised, fused Relax module of ``proto`` (input ``input`` of ``input_shape``) for ``target``."""
+def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any, *, prepack: bool = True) -> Any:
+    """The legalised, fused Relax module of ``proto`` (input ``input`` of ``input_shape``) for ``target``.
+
+    ``prepack`` marks the weights of each fused function as layout-free (see the module docstring).
+    """
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
@@ -34,8 +47,20 @@ def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any
                 relax.transform.DecomposeOpsForInference(),
                 relax.transform.CanonicalizeBindings(),
                 relax.get_pipeline("zero"),
+                *([relax.transform.AttachAttrLayoutFreeBuffers()] if prepack else []),
             ]
         )(mod)
+
+
+def finish_prepack(mod: Any, target: Any) -> Any:
+    """Split the weight layout rewrites of tuned kernels out of them and fold them into the constants."""
+    import tvm
+    from tvm import relax
+
+    with tvm.target.Target(target):
+        return tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()])(
+            mod
+        )
 
 
 def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:

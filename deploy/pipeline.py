@@ -56,6 +56,7 @@ class DeploySettings:
     target: str = "x86_64"
     tuning_trials: int = 0  # MetaSchedule trials for the whole model; 0: untuned
     tuning_db: Path | None = None  # reusable tuning database folder
+    tune_minutes: float | None = None  # stop starting tasks after this long (None: no limit)
     num_threads: int = 1  # CPU threads for tuning and for the latency measured here
     rpc_tracker: str | None = None  # HOST:PORT of a TVM RPC tracker
     rpc_key: str | None = None  # device key of the board at the tracker
@@ -64,6 +65,8 @@ class DeploySettings:
     def __post_init__(self) -> None:
         if self.tuning_trials < 0:
             raise CompileError(f"`tuning_trials >= 0` must hold, but got {self.tuning_trials=}")
+        if self.tune_minutes is not None and self.tune_minutes <= 0:
+            raise CompileError(f"`tune_minutes > 0` must hold, but got {self.tune_minutes=}")
         if (self.rpc_tracker is None) != (self.rpc_key is None):
             raise CompileError("--rpc-tracker and --rpc-key go together; give both or neither")
 
@@ -111,6 +114,7 @@ def deploy_model(
         target=settings.target,
         tuning_trials=settings.tuning_trials,
         tuning_db=settings.tuning_db,
+        tune_minutes=settings.tune_minutes,
         work_dir=folder,
         num_threads=settings.num_threads,
         rpc_tracker=settings.rpc_tracker,
@@ -252,6 +256,8 @@ def _tuning_record(compiled: CompiledModel, settings: DeploySettings) -> dict[st
             tasks=tuning.tasks,
             tuned_tasks=tuning.tuned_tasks,
             reused_tasks=tuning.reused_tasks,
+            skipped_tasks=tuning.skipped_tasks,
+            minutes=settings.tune_minutes,
             measured_candidates=tuning.measured,
             seconds=round(tuning.seconds, 1),
             database=tuning.database,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latency_estimator.errors import EstimatorError
-from latency_estimator.subgraph import BYTES_PER_ELEMENT, Subgraph, padded_macs, weight_count
+from latency_estimator.subgraph import BINARY_OPS, BYTES_PER_ELEMENT, Subgraph, kinds_of, padded_macs, weight_count
 
 __all__ = [
     "CONTEXT_BIN_MB",
@@ -48,10 +48,14 @@ class SubgraphBatch:
     op_bytes: np.ndarray  # (ops,) bytes read and written by the op alone
 
     @classmethod
-    def of(cls, subgraphs: Sequence[Subgraph], parallelism_factor: int) -> SubgraphBatch:
+    def of(
+        cls, subgraphs: Sequence[Subgraph], parallelism_factor: int, *, kinds: tuple[str, ...] | None = None
+    ) -> SubgraphBatch:
+        """``kinds``: the kinds one-hot encoded (default :func:`~latency_estimator.subgraph.kinds_of` them)."""
         if not subgraphs:
             raise EstimatorError("no subgraphs to predict")
-        rows = [sg.features(parallelism_factor) for sg in subgraphs]
+        kinds = kinds_of(subgraphs) if kinds is None else kinds
+        rows = [sg.features(parallelism_factor, kinds=kinds) for sg in subgraphs]
         work = [(i, *_op_work(op, parallelism_factor)) for i, sg in enumerate(subgraphs) for op in sg.ops]
         owner, macs, moved = (np.array(column, dtype=float) for column in zip(*work, strict=True))
         return cls(
@@ -98,6 +102,7 @@ class SubgraphBatch:
 
 def _op_work(op, parallelism_factor: int) -> tuple[float, float]:
     """(padded MACs, bytes moved) of one op alone, as the device counts them: its input(s), weights and output."""
-    inputs = 2 if op.kind == "eltwise" else 1
-    moved = BYTES_PER_ELEMENT * (inputs * math.prod(op.in_shape) + weight_count(op) + math.prod(op.out_shape))
+    inputs = 2 if op.kind in BINARY_OPS else 1
+    read = math.prod(op.out_shape) if op.kind == "concat" else inputs * math.prod(op.in_shape)
+    moved = BYTES_PER_ELEMENT * (read + weight_count(op) + math.prod(op.out_shape))
     return padded_macs(op, parallelism_factor), moved

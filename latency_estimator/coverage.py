@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latency_estimator.networks import reference_networks, shipped_spaces_for
+from latency_estimator.networks import dense_spaces_for, reference_networks, shipped_spaces_for
 from latency_estimator.spec import PROFILED_KINDS, STAGE_KINDS, SubgraphSpec
 from search_spaces import ArchConfig, HeadConfig, StageConfig, StemConfig, count_arch, plan_network
 
@@ -32,10 +32,24 @@ __all__ = [
 
 
 ARCHS_PER_SPACE = 1000  # sampled per shipped space to find the subgraphs that occur in it (~0.5 s in all)
+DENSE_ARCHS_PER_SPACE = 200  # per dense space: their plans are longer, and their backbones repeat the others' blocks
 # How many samples a (kind, resolution) stratum gets relative to the others:
 # IBN and fused IBN dominate a network's latency and vary most.
 # Plain conv blocks occur in no shipped network (only in ONNX models): half weight.
-KIND_WEIGHT = {"stem": 1.0, "conv": 0.5, "ibn": 2.0, "fused_ibn": 2.0, "head_conv": 1.0, "pool": 0.5, "classifier": 0.5}
+# A dense head's convs vary like the head conv; its resizes and adds are memory-bound and simple: half weight.
+KIND_WEIGHT = {
+    "stem": 1.0,
+    "conv": 0.5,
+    "ibn": 2.0,
+    "fused_ibn": 2.0,
+    "head_conv": 1.0,
+    "pool": 0.5,
+    "classifier": 0.5,
+    "pointwise": 1.0,
+    "separable": 1.0,
+    "resize": 0.5,
+    "add": 0.5,
+}
 
 
 @dataclass(frozen=True)
@@ -59,19 +73,34 @@ class Coverage:
 
     pool: tuple[SubgraphSpec, ...]
     ranges: dict[str, KindRange]
+    network_resolutions: tuple[int, ...] = ()  # of the classification networks: what synthetic networks take
 
     @classmethod
-    def of(cls, spaces: Sequence, *, extra: Sequence[ArchConfig], archs_per_space: int, seed: int) -> Coverage:
+    def of(
+        cls,
+        spaces: Sequence,
+        *,
+        extra: Sequence[ArchConfig],
+        archs_per_space: int,
+        seed: int,
+        dense: Sequence = (),
+        dense_archs_per_space: int = DENSE_ARCHS_PER_SPACE,
+    ) -> Coverage:
+        """``spaces`` (classification) and ``dense`` spaces are sampled in that order; ``extra`` networks add
+        to the ranges, not to the pool."""
         rng = np.random.default_rng(seed)
-        pool = _distinct(
-            SubgraphSpec.from_block(block, arch)
-            for arch in _sample(spaces, archs_per_space, rng)
-            for block in plan_network(arch)
-        )
+        archs = list(_sample(spaces, archs_per_space, rng))
+        resolutions = tuple(sorted({arch.resolution for arch in [*archs, *extra]}))
+        archs += list(_sample(dense, dense_archs_per_space, rng))
+        pool = _distinct(SubgraphSpec.from_block(block, arch) for arch in archs for block in plan_network(arch))
         seen = pool + _distinct(SubgraphSpec.from_block(block, arch) for arch in extra for block in plan_network(arch))
-        ranges = {kind: _kind_range([s for s in seen if s.kind == kind]) for kind in PROFILED_KINDS if kind != "conv"}
+        ranges = {
+            kind: _kind_range([s for s in seen if s.kind == kind])
+            for kind in PROFILED_KINDS
+            if kind != "conv" and any(s.kind == kind for s in seen)
+        }
         ranges["conv"] = _conv_range(ranges)  # no shipped network uses plain conv blocks: borrow the IBN's ranges
-        return cls(pool=tuple(pool), ranges=ranges)
+        return cls(pool=tuple(pool), ranges=ranges, network_resolutions=resolutions)
 
     def strata(self) -> list[tuple[str, int]]:
         return [(kind, res) for kind, r in self.ranges.items() for res in r.resolutions]
@@ -80,7 +109,8 @@ class Coverage:
         kind, resolution = stratum
         r = self.ranges[kind]
         in_channels = r.in_channels[0] if kind == "stem" else _channels(r.in_channels, rng)
-        out_channels = in_channels if kind == "pool" else _channels(r.out_channels, rng)
+        same_width = kind in ("pool", "separable", "resize", "add")
+        out_channels = in_channels if same_width else _channels(r.out_channels, rng)
         stride = int(rng.choice(r.strides)) if resolution > 1 else 1
         if kind in STAGE_KINDS and rng.random() < 0.3:  # a repeated block: residual, stride 1
             out_channels, stride = in_channels, 1
@@ -138,10 +168,11 @@ def _channels(seen: tuple[int, ...], rng: np.random.Generator) -> int:
 
 @functools.lru_cache(maxsize=8)
 def coverage_for(parallelism_factor: int, *, seed: int = 0) -> Coverage:
-    """The coverage of the shipped spaces (for this P) and the reference networks."""
-    spaces = shipped_spaces_for(parallelism_factor)
+    """The coverage of the shipped spaces (for this P: classification, then the dense ones at their resolution)
+    and the reference networks."""
+    spaces, dense = shipped_spaces_for(parallelism_factor), dense_spaces_for(parallelism_factor)
     extra = list(reference_networks().values())
-    return Coverage.of(spaces, extra=extra, archs_per_space=ARCHS_PER_SPACE, seed=seed)
+    return Coverage.of(spaces, extra=extra, archs_per_space=ARCHS_PER_SPACE, seed=seed, dense=dense)
 
 
 class SubgraphSampler:
@@ -219,7 +250,7 @@ SYNTHETIC_MAX_PARAMS = 4_000_000  # and 2.2-3.4 M parameters
 
 def _synthetic_draw(coverage: Coverage, rng: np.random.Generator) -> ArchConfig:
     stem, ibn, head = coverage.ranges["stem"], coverage.ranges["ibn"], coverage.ranges["head_conv"]
-    resolution = int(rng.choice(stem.resolutions))
+    resolution = int(rng.choice(coverage.network_resolutions or stem.resolutions))
     count = int(rng.integers(4, 8))
     channels = sorted(_channels(ibn.out_channels, rng) for _ in range(count))
     strided = set(rng.choice(np.arange(1, count), size=min(3, count - 1), replace=False).tolist())

@@ -43,10 +43,14 @@ ACTIVATION_OPS = {"Relu": "relu", "Clip": "relu6", "HardSwish": "hardswish", "Si
 GATED_ACTIVATIONS = {"Sigmoid": "swish", "HardSigmoid": "hardswish"}  # x * gate(x)
 POOL_OPS = ("GlobalAveragePool", "AveragePool", "MaxPool", "ReduceMean")
 LINEAR_OPS = ("Gemm", "MatMul")
-ELTWISE_OPS = ("Add", "Mul", "Sub", "Div", "Concat", "BatchNormalization", *ACTIVATION_OPS, "HardSigmoid")
+RESIZE_OPS = ("Resize", "Upsample")
+ELTWISE_OPS = ("Add", "Mul", "Sub", "Div", "BatchNormalization", "Softmax", "LogSoftmax", "HardSigmoid")
+ELTWISE_OPS += tuple(ACTIVATION_OPS)
 VIEW_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout")
 STATIC_OPS = ("Constant", "Shape", "ConstantOfShape", "Size")
-SUPPORTED_OPERATORS = tuple(sorted({"Conv", *POOL_OPS, *LINEAR_OPS, *ELTWISE_OPS, *VIEW_OPS, *STATIC_OPS}))
+SUPPORTED_OPERATORS = tuple(
+    sorted({"Conv", "Concat", *RESIZE_OPS, *POOL_OPS, *LINEAR_OPS, *ELTWISE_OPS, *VIEW_OPS, *STATIC_OPS})
+)
 
 
 def decompose_onnx(model: onnx.ModelProto | str | Path) -> list[Subgraph]:
@@ -63,6 +67,8 @@ def decompose_onnx(model: onnx.ModelProto | str | Path) -> list[Subgraph]:
             subgraphs.append(_pool(graph, index))
         elif node.op_type in LINEAR_OPS:
             subgraphs.append(_classifier(graph, index))
+        elif node.op_type in (*RESIZE_OPS, "Concat") or _adds_two_maps(graph, index):
+            subgraphs.append(_map_op(graph, index))
         elif node.op_type in ELTWISE_OPS:
             subgraphs.append(_eltwise(graph, index))
         else:
@@ -218,8 +224,12 @@ def _match_block(graph: _Graph, convs: dict[int, _ConvUnit], first: _ConvUnit) -
         return [first, second], "ibn"
     if activated and first.op.groups == 1 and first.op.kernel > 1 and is_project(second):
         return [first, second], "fused_ibn"
+    if activated and first.op.is_depthwise and second and second.is_pointwise and second.activation != "none":
+        return [first, second], "separable"
     if first.is_pointwise and activated and _feeds_pool(graph, first.output):
         return [first], "head_conv"
+    if first.is_pointwise and not activated:
+        return [first], "pointwise"
     return [first], "conv"
 
 
@@ -275,6 +285,23 @@ def _classifier(graph: _Graph, index: int) -> Subgraph:
     in_c, out_c = graph.chw(node.input[0], index)[0], graph.chw(out, index)[0]
     op = OpSpec(node.name or out, "linear", (in_c, 1, 1), (out_c, 1, 1))
     return Subgraph.from_ops(op.name, "classifier", (op,), activation="none")
+
+
+def _adds_two_maps(graph: _Graph, index: int) -> bool:
+    node = graph.nodes[index]
+    return node.op_type == "Add" and len(node.input) == 2 and not any(name in graph.static for name in node.input)
+
+
+def _map_op(graph: _Graph, index: int) -> Subgraph:
+    """A dense head's resize, feature-map add or concat (its ``in_shape``: the first input's)."""
+    node = graph.nodes[index]
+    kind = {"Resize": "resize", "Upsample": "resize", "Add": "add", "Concat": "concat"}[node.op_type]
+    if kind == "concat" and graph.attr(index, "axis") not in (1, -3):
+        raise graph.unsupported(index, "Concat is supported along the channel axis (1) only")
+    graph.claimed.add(index)
+    in_shape, out_shape = graph.chw(node.input[0], index), graph.chw(node.output[0], index)
+    op = OpSpec(node.name or node.output[0], kind, in_shape, out_shape)
+    return Subgraph.from_ops(op.name, kind, (op,), activation="none")
 
 
 def _eltwise(graph: _Graph, index: int) -> Subgraph:

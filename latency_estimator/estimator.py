@@ -29,8 +29,8 @@ from latency_estimator.errors import EstimatorError
 from latency_estimator.overhead import NetworkTotals, OverheadModel
 from latency_estimator.prior import Prior
 from latency_estimator.regressor import SubgraphModel
-from latency_estimator.subgraph import Subgraph, check_classification, decompose_arch, weight_mb
-from search_spaces import ArchConfig, HeadConfig, StemConfig, plan_network
+from latency_estimator.subgraph import DENSE_KINDS, KINDS, Subgraph, decompose_arch, weight_mb
+from search_spaces import ArchConfig, DenseHeadConfig, HeadConfig, StemConfig, plan_network
 
 __all__ = [
     "ESTIMATORS_ENV",
@@ -99,6 +99,7 @@ class LatencyEstimator:
         self.overhead = overhead
         self.metadata = metadata
         self.parallelism_factor = int(metadata["parallelism_factor"])
+        self.directory: Path | None = None  # the folder it was loaded from, if any
         self._pieces: dict[tuple, _Piece] = {}
 
     @property
@@ -109,6 +110,29 @@ class LatencyEstimator:
     @property
     def device(self) -> str:
         return str(self.metadata["device"])
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The subgraph kinds its features one-hot encode: those it can predict."""
+        return tuple(kind for kind in KINDS if f"kind_{kind}" in self.model.feature_names)
+
+    def require_kinds(self, kinds: Sequence[str]) -> None:
+        """Raise :class:`EstimatorError` (one line: rebuild it) unless the estimator predicts every one of ``kinds``
+        (an estimator built before dense networks were estimated has no column for theirs)."""
+        unknown = sorted(set(kinds) - set(self.kinds))
+        if unknown:
+            dense = [kind for kind in unknown if kind in DENSE_KINDS]
+            why = "it was built before edgenas estimated dense networks" if dense else "it was trained without them"
+            where = f"{self.directory}: the" if self.directory else "the"
+            raise EstimatorError(
+                f"{where} {self.device} estimator cannot predict {', '.join(unknown)} subgraphs ({why}); rebuild "
+                f"it: delete the folder (a simulated device's is then built again on first use), or run "
+                f"`edgenas latency profile --device {self.device}` and `edgenas latency train --device {self.device}`"
+            )
+
+    def _batch(self, subgraphs: Sequence[Subgraph]) -> SubgraphBatch:
+        self.require_kinds({sg.kind for sg in subgraphs})
+        return SubgraphBatch.of(subgraphs, self.parallelism_factor, kinds=self.kinds)
 
     # ----- one network ------------------------------------------------------
     def predict(self, arch: ArchConfig) -> Prediction:
@@ -124,7 +148,7 @@ class LatencyEstimator:
     def subgraph_latency_ms(self, subgraphs: Sequence[Subgraph], *, network_weight_mb=None) -> np.ndarray:
         """Predicted latency of each subgraph in ms. An estimator that :attr:`uses_context` also takes the weight
         size of the network around them (one value, or one per subgraph; default: they are one whole network)."""
-        batch = SubgraphBatch.of(subgraphs, self.parallelism_factor)
+        batch = self._batch(subgraphs)
         return self._latency_ms(batch, weight_mb(subgraphs) if network_weight_mb is None else network_weight_mb)
 
     def _latency_ms(self, batch: SubgraphBatch, network_weight_mb: float | np.ndarray | None) -> np.ndarray:
@@ -150,12 +174,15 @@ class LatencyEstimator:
         return self.overhead.apply(totals)
 
     def _pieces_of(self, arch: ArchConfig) -> list[_Piece]:
-        check_classification(arch)
         common = (arch.channel_divisor, arch.activation)
         pieces = [self._piece(("stem", arch.input_channels, arch.resolution, arch.stem, *common), arch)]
         for stage in arch.stages:
             prev = pieces[-1]
             pieces.append(self._piece(("stage", prev.out_channels, prev.out_size, stage, *common), arch))
+        if isinstance(arch.head, DenseHeadConfig):  # it reads several stages: keyed by the tapped shapes
+            taps = tuple((pieces[1 + t].out_channels, pieces[1 + t].out_size) for t in arch.head.taps)
+            pieces.append(self._piece(("dense_head", taps, arch.resolution, arch.head, *common), arch))
+            return pieces
         prev = pieces[-1]
         pieces.append(self._piece(("head", prev.out_channels, prev.out_size, arch.head, *common), arch))
         return pieces
@@ -179,7 +206,7 @@ class LatencyEstimator:
             return
         items = list(pending.values())
         pieces = list({id(piece): piece for piece, _ in items}.values())
-        batch = SubgraphBatch.of([sg for piece in pieces for sg in piece.subgraphs], self.parallelism_factor)
+        batch = self._batch([sg for piece in pieces for sg in piece.subgraphs])
         first_row = dict(zip(map(id, pieces), np.cumsum([0] + [len(piece.subgraphs) for piece in pieces[:-1]])))
         sizes = [len(piece.subgraphs) for piece, _ in items]
         rows = np.concatenate(
@@ -237,9 +264,11 @@ class LatencyEstimator:
             model = SubgraphModel(
                 prior=prior, layout=metadata["layout"], boosters=boosters, feature_names=names, loss=loss
             )
-            return cls(model=model, overhead=overhead, metadata=metadata)
+            estimator = cls(model=model, overhead=overhead, metadata=metadata)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise EstimatorError(f"{directory / cls.META_FILE}: corrupted estimator metadata ({exc!r})") from None
+        estimator.directory = directory
+        return estimator
 
 
 @contextlib.contextmanager
@@ -258,9 +287,12 @@ def _gc_paused() -> Iterator[None]:
 def _decompose_piece(key: tuple, arch: ArchConfig) -> _Piece:
     """The subgraphs of one stem / stage / head, from a network holding only it
     (a 1x1 relay stem brings the input to the piece's input shape)."""
+    if key[0] == "dense_head":  # the head's blocks of the whole network (its neck needs the tapped stages)
+        subgraphs = [sg for sg in decompose_arch(arch) if sg.name.startswith("head.")]
+        return _Piece(0, 0, subgraphs, weight_mb=weight_mb(subgraphs))
     what, channels, size, config, divisor, activation = key
     relay = StemConfig(kernel=1, channels=channels, stride=1)
-    no_head = HeadConfig(type="classification", channels=0, num_classes=arch.head.num_classes)
+    no_head = HeadConfig(type="classification", channels=0, num_classes=max(2, arch.head.num_classes))
     parts = {
         "stem": {"input_channels": channels, "stem": config, "stages": (), "head": no_head},
         "stage": {"input_channels": 1, "stem": relay, "stages": (config,), "head": no_head},

@@ -3,7 +3,9 @@
 The networks are ``models`` architectures sampled from the shipped spaces
 (never one the estimator's overhead term was fitted on), the baseline, and
 the reference mobile networks of ``reference_networks/`` (MobileNetV2,
-MnasNet-B1-like, EfficientNet-Lite0-like, FBNet-B-like, scaled to 32x32).
+MnasNet-B1-like, EfficientNet-Lite0-like, FBNet-B-like, scaled to 32x32);
+with ``dense_models``, that many detection and segmentation networks from the
+dense spaces at 128x128 too (source ``dense:<space>``).
 Each is measured end to end by the device (a real run, or a whole-network
 simulation), a timed device's in passes keeping each network's fastest
 (:mod:`latency_estimator.passes`), and compared with
@@ -116,24 +118,44 @@ class Evaluation:
         chosen = [n for n in self.networks if sources is None or n.source.startswith(sources)]
         return accuracy_metrics(np.array([n.predicted_ms for n in chosen]), np.array([n.measured_ms for n in chosen]))
 
+    @property
+    def has_dense(self) -> bool:
+        return any(n.source.startswith(DENSE_SOURCE) for n in self.networks)
+
     def metrics_dict(self) -> dict[str, dict[str, float]]:
-        return {
+        figures = {
             "all": asdict(self.metrics()),
             "sampled": asdict(self.metrics(sources=("space:",))),
         }
+        if self.has_dense:
+            figures["classification"] = asdict(self.metrics(sources=CLASSIFICATION_SOURCES))
+            figures["dense"] = asdict(self.metrics(sources=(DENSE_SOURCE,)))
+        return figures
+
+
+DENSE_SOURCE = "dense:"
+CLASSIFICATION_SOURCES = ("space:", "baseline", "reference")
 
 
 def evaluation_networks(
-    parallelism_factor: int, *, models: int, seed: int = 1, exclude: set[str] = frozenset()
+    parallelism_factor: int,
+    *,
+    models: int,
+    seed: int = 1,
+    exclude: set[str] = frozenset(),
+    dense_models: int = 0,
 ) -> list[tuple[str, str, ArchConfig]]:
     """(name, source, arch): ``models`` distinct sampled architectures not in ``exclude``, the baseline,
-    and the reference networks."""
+    the reference networks, and ``dense_models`` distinct dense ones not in ``exclude``."""
     # A stream apart from profiling's and the overhead term's.
     drawn = distinct_networks(parallelism_factor, count=models, stream=(seed, 104729), exclude=exclude)
     sampled = [(arch.arch_id, f"space:{space}", arch) for space, arch in drawn]
     fixed = [("baseline", "baseline", baseline_arch(parallelism_factor=parallelism_factor))]
     fixed += [(name, "reference", arch) for name, arch in reference_networks().items()]
-    return sampled + fixed
+    dense = distinct_networks(
+        parallelism_factor, count=dense_models, stream=(seed, 104743), exclude=exclude, dense=True
+    )
+    return sampled + fixed + [(arch.arch_id, f"{DENSE_SOURCE}{space}", arch) for space, arch in dense]
 
 
 def evaluate_estimator(
@@ -144,14 +166,18 @@ def evaluate_estimator(
     seed: int = 1,
     measurements: str | Path | None = None,
     progress: ProgressFn | None = None,
+    dense_models: int = 0,
 ) -> Evaluation:
     """Measure every evaluation network on ``device`` (reusing rows already in the
-    ``measurements`` CSV, appending new ones) and compare with the estimator."""
+    ``measurements`` CSV, appending new ones) and compare with the estimator; ``dense_models`` adds that many
+    held-out detection and segmentation networks."""
     if device.name != estimator.device:
         raise EstimatorError(f"the estimator is for device {estimator.device!r}, not {device.name!r}")
     warn_if_busy(device)
     exclude = set(estimator.metadata.get("training", {}).get("networks", []))
-    chosen = evaluation_networks(device.parallelism_factor, models=models, seed=seed, exclude=exclude)
+    chosen = evaluation_networks(
+        device.parallelism_factor, models=models, seed=seed, exclude=exclude, dense_models=dense_models
+    )
     predicted = estimator.predict_many([arch for _, _, arch in chosen])
     timed = measure_networks(device, chosen, cache=Path(measurements) if measurements else None, progress=progress)
     networks = tuple(
@@ -244,10 +270,11 @@ def plot_scatter(evaluation: Evaluation, path: str | Path, *, title: str | None 
     line = np.array([low, high])
     ax.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
     ax.fill_between(line, 0.9 * line, 1.1 * line, color="grey", alpha=0.2, label="±10 %")
-    for source, marker in (("space:", "o"), ("baseline", "s"), ("reference", "^")):
+    labels = {"space:": "sampled from the shipped spaces", DENSE_SOURCE: "dense (detection, segmentation)"}
+    for source, marker in (("space:", "o"), ("baseline", "s"), ("reference", "^"), (DENSE_SOURCE, "x")):
         chosen = [n for n in evaluation.networks if n.source.startswith(source)]
         if chosen:
-            label = "sampled from the shipped spaces" if source == "space:" else source
+            label = labels.get(source, source)
             ax.scatter(
                 [n.measured_ms for n in chosen], [n.predicted_ms for n in chosen], s=14, marker=marker, label=label
             )

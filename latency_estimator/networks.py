@@ -1,5 +1,9 @@
 """Networks drawn from the shipped search spaces: the one place that samples distinct architectures for
-profiling, the overhead term and evaluation, plus the reference mobile networks and heavy networks."""
+profiling, the overhead term and evaluation, plus the reference mobile networks and heavy networks.
+
+The classification spaces (32x32) and the dense ones (detection and segmentation at the scenes' 128x128) are
+drawn apart: what was drawn from the classification spaces before dense networks were estimated is drawn the
+same way now (``dense=False``, the default)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from latency_estimator.subgraph import decompose_arch, weight_mb
-from search_spaces import SHIPPED_SPACES, ArchConfig, SearchSpace, load_space, shipped_space_path
+from search_spaces import DENSE_SPACES, SHIPPED_SPACES, ArchConfig, SearchSpace, load_space, shipped_space_path
 
 __all__ = [
     "HEAVY_MB",
     "HEAVY_TRIES",
     "REFERENCE_DIR",
+    "dense_spaces_for",
     "distinct_networks",
     "heavy_network",
     "overhead_networks",
@@ -33,9 +38,16 @@ def shipped_spaces_for(parallelism_factor: int) -> list[SearchSpace]:
     return [load_space(shipped_space_path(name), parallelism_factor=parallelism_factor) for name in SHIPPED_SPACES]
 
 
-def searchable_spaces(parallelism_factor: int) -> list[SearchSpace]:
-    """The shipped spaces (for this P) that have a choice: the ones networks are drawn from."""
-    return [space for space in shipped_spaces_for(parallelism_factor) if space.size() > 1]
+def dense_spaces_for(parallelism_factor: int) -> list[SearchSpace]:
+    """The shipped detection and segmentation spaces (for this P), at their own resolution."""
+    return [load_space(shipped_space_path(name), parallelism_factor=parallelism_factor) for name in DENSE_SPACES]
+
+
+def searchable_spaces(parallelism_factor: int, *, dense: bool = False) -> list[SearchSpace]:
+    """The shipped classification spaces (for this P) that have a choice: the ones networks are drawn from;
+    with ``dense``, the dense spaces that have a choice instead."""
+    spaces = dense_spaces_for(parallelism_factor) if dense else shipped_spaces_for(parallelism_factor)
+    return [space for space in spaces if space.size() > 1]
 
 
 def distinct_networks(
@@ -45,12 +57,13 @@ def distinct_networks(
     stream: tuple[int, int],
     exclude: Collection[str] = frozenset(),
     vary: Callable[[ArchConfig, int, np.random.Generator], ArchConfig] | None = None,
+    dense: bool = False,
 ) -> list[tuple[str, ArchConfig]]:
     """(space name, arch): up to ``count`` distinct architectures (none of whose ids is in ``exclude``), drawn from
-    the :func:`searchable_spaces` in turn, in at most 100 draws per network. ``stream`` seeds the generator:
-    (seed, a number of the caller's own), so that profiling, the overhead term and evaluation draw apart.
-    ``vary(arch, found so far, rng)`` may reshape each draw before it is kept."""
-    spaces = searchable_spaces(parallelism_factor)
+    the :func:`searchable_spaces` (the dense ones with ``dense``) in turn, in at most 100 draws per network.
+    ``stream`` seeds the generator: (seed, a number of the caller's own), so that profiling, the overhead term and
+    evaluation draw apart. ``vary(arch, found so far, rng)`` may reshape each draw before it is kept."""
+    spaces = searchable_spaces(parallelism_factor, dense=dense)
     rng = np.random.default_rng(list(stream))
     found: dict[str, tuple[str, ArchConfig]] = {}
     for attempt in range(100 * count):
@@ -92,12 +105,15 @@ def heavy_network(spaces: Sequence, rng: np.random.Generator) -> ArchConfig:
     return heaviest
 
 
-def overhead_networks(parallelism_factor: int, *, count: int, seed: int = 0) -> list[ArchConfig]:
-    """``count`` distinct architectures drawn in turn from the shipped spaces that
+def overhead_networks(parallelism_factor: int, *, count: int, seed: int = 0, dense: int = 0) -> list[ArchConfig]:
+    """``count`` distinct architectures drawn in turn from the shipped classification spaces that
     have a choice; every other one keeps only its first stages (a shallower
-    network), so that a per-subgraph term can be told from a constant one.
-    Evaluation never reuses them (their ids are in the estimator's metadata)."""
+    network), so that a per-subgraph term can be told from a constant one; then ``dense`` more from the dense
+    spaces (whole: their heads read the last stage). Evaluation never reuses them (their ids are in the
+    estimator's metadata)."""
     drawn = distinct_networks(parallelism_factor, count=count, stream=(seed, 7919), vary=_shallower_every_other)
+    if dense:
+        drawn += distinct_networks(parallelism_factor, count=dense, stream=(seed, 7927), dense=True)
     return [arch for _, arch in drawn]
 
 

@@ -10,8 +10,14 @@ a BatchNorm-folded torch export of the same network (what ``deploy`` ships)::
     pool        GlobalAveragePool (AveragePool for a windowed pool)
     classifier  Flatten -> Gemm(x, W, B, transB=1)
     eltwise     Add(a, b)
+    add         Add(a, b)                      (a dense head's feature-map add)
+    resize      Resize(x, sizes, linear, half_pixel)   (torch's bilinear, align_corners=False)
+    concat      Concat(a, b, axis=1)
 
-The graph input is ``input`` (1, C, H, W) and the output ``output``.
+A dense network is a graph (its head reads tapped stages, an add two maps): each unit reads the outputs its plan
+names (``search_spaces.plan.block_sources``), and the outputs no unit reads are the graph's outputs. Alone, a
+two-input unit gets its second operand as a constant. The graph input is ``input`` (1, C, H, W) and the output
+``output`` (of a graph, ``<subgraph name>.output`` each).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from latency_estimator.errors import EstimatorError
 from latency_estimator.subgraph import Subgraph, decompose_arch
 from search_spaces.arch import ArchConfig
-from search_spaces.plan import OpSpec
+from search_spaces.plan import OpSpec, block_sources, plan_network
 
 __all__ = ["OPSET", "arch_model", "network_model", "subgraph_model"]
 
@@ -40,26 +46,43 @@ def subgraph_model(subgraph: Subgraph, *, seed: int = 0) -> onnx.ModelProto:
 
 
 def arch_model(arch: ArchConfig, *, seed: int = 0) -> onnx.ModelProto:
-    """The whole network of ``arch``, logits ``(1, num_classes)`` as output."""
-    return network_model(decompose_arch(arch), seed=seed, name=f"edgenas-{arch.arch_id}")
+    """The whole network of ``arch``: logits ``(1, num_classes)``, or a dense head's output map(s)."""
+    sources = block_sources(plan_network(arch))
+    return network_model(decompose_arch(arch), seed=seed, name=f"edgenas-{arch.arch_id}", sources=sources)
 
 
-def network_model(subgraphs: Sequence[Subgraph], *, seed: int = 0, name: str = "edgenas") -> onnx.ModelProto:
-    """Subgraphs chained in order (each one's output is the next one's input)."""
+def network_model(
+    subgraphs: Sequence[Subgraph],
+    *,
+    seed: int = 0,
+    name: str = "edgenas",
+    sources: Sequence[tuple[int, ...]] | None = None,
+) -> onnx.ModelProto:
+    """Subgraphs in order, each reading the outputs of the subgraphs at its ``sources`` positions (default: a
+    chain, each one's output the next one's input); the outputs no subgraph reads are the graph's outputs."""
     if not subgraphs:
         raise EstimatorError("network_model: needs at least one subgraph")
+    sources = sources or [((i - 1,) if i else ()) for i in range(len(subgraphs))]
     builder = _GraphBuilder(np.random.default_rng(seed))
-    x = INPUT
-    for subgraph in subgraphs:
-        x = builder.unit(subgraph, x)
-    builder.rename_output(x, OUTPUT)
-    first, last = subgraphs[0].in_shape, subgraphs[-1].out_shape
-    out_dims = [1, last[0]] if subgraphs[-1].kind == "classifier" else [1, *last]
+    values: list[str] = []
+    for subgraph, read in zip(subgraphs, sources, strict=True):
+        values.append(builder.unit(subgraph, *([values[j] for j in read] if read else [INPUT])))
+    read_by_any = {j for read in sources for j in read}
+    outputs = [i for i in range(len(subgraphs)) if i not in read_by_any]
+    chain = all(read == ((i - 1,) if i else ()) for i, read in enumerate(sources))
+    # A graph's outputs are named after their subgraph (ORT names a node it adds at an output after the output).
+    names = [OUTPUT] if chain else [f"{subgraphs[i].name}.{OUTPUT}" for i in outputs]
+    for i, output in zip(outputs, names):
+        builder.rename_output(values[i], output)
+    out_dims = [
+        [1, subgraphs[i].out_shape[0]] if subgraphs[i].kind == "classifier" else [1, *subgraphs[i].out_shape]
+        for i in outputs
+    ]
     graph = helper.make_graph(
         builder.nodes,
         name,
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, *first])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, out_dims)],
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, *subgraphs[0].in_shape])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(names, out_dims)],
         initializer=builder.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgenas")
@@ -78,16 +101,29 @@ class _GraphBuilder:
             node.input[:] = [new if name == old else name for name in node.input]
             node.output[:] = [new if name == old else name for name in node.output]
 
-    def unit(self, subgraph: Subgraph, x: str) -> str:
+    def unit(self, subgraph: Subgraph, x: str, *others: str) -> str:
+        """The unit's nodes on input ``x`` (and, for an add, the second operand ``others[0]``)."""
         unit_input = x
-        if subgraph.kind == "eltwise":
-            other = self._constant(f"{subgraph.name}.other", self.rng.standard_normal((1, *subgraph.in_shape)))
-            return self._node("Add", [x, other], subgraph.name)
+        if subgraph.kind in ("eltwise", "add", "concat"):
+            return self._binary(subgraph, x, others[0] if others else None)
+        if subgraph.kind == "resize":
+            sizes = self._constant(f"{subgraph.name}.sizes", np.array([1, *subgraph.out_shape]), dtype=np.int64)
+            attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+            return self._node("Resize", [x, "", "", sizes], subgraph.name, **attrs)
         for op in subgraph.ops:
             x = self.op(op, x, subgraph.activation)
         if subgraph.residual:
             x = self._node("Add", [x, unit_input], f"{subgraph.name}.add")
         return x
+
+    def _binary(self, subgraph: Subgraph, x: str, other: str | None) -> str:
+        if subgraph.kind == "concat":
+            c_in, c_out = subgraph.in_shape[0], subgraph.out_shape[0]
+            rest = (1, c_out - c_in, *subgraph.out_shape[1:])
+            other = other or self._constant(f"{subgraph.name}.other", self.rng.standard_normal(rest))
+            return self._node("Concat", [x, other], subgraph.name, axis=1)
+        other = other or self._constant(f"{subgraph.name}.other", self.rng.standard_normal((1, *subgraph.in_shape)))
+        return self._node("Add", [x, other], subgraph.name)
 
     def op(self, op: OpSpec, x: str, activation: str) -> str:
         if op.kind == "conv":
@@ -133,8 +169,8 @@ class _GraphBuilder:
     def _weights(self, shape: tuple[int, ...], *, fan_in: int) -> np.ndarray:
         return self.rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)  # He init keeps activations O(1)
 
-    def _constant(self, name: str, value: np.ndarray | np.floating) -> str:
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+    def _constant(self, name: str, value: np.ndarray | np.floating, *, dtype=np.float32) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     def _node(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:

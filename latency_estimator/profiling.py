@@ -58,6 +58,8 @@ SYNTHETIC_EVERY = 3  # every third profiled network is synthetic (reference-like
 # On cpu-ort, every sixth gave 68.6 % of the evaluation networks within ±10 % and every second 46.7 %, against 73.3 %
 # for every third (one fresh build each, 2026-11-21; runs on this VM also differ by a few points on their own).
 HEAVY_EVERY = 6  # every sixth is a heavy network from the spaces: one over HEAVY_MB of fp32 weights
+DENSE_EVERY = 4  # every fourth (of those neither synthetic nor heavy) comes from the dense spaces, at 128x128
+DENSE_OVERHEAD_SHARE = 0.5  # profiled one by one: dense networks for the overhead term, per classification one
 ADAPTIVE_CANDIDATES = 20  # networks drawn per network the adaptive round still needs; the worst-predicted are kept
 FIT_TRIES = 500  # networks drawn to find one whose subgraphs still fit in ``samples``; none: profiling is done
 
@@ -117,9 +119,10 @@ def _profile_one_by_one(
     seed = settings.seed
     sampler = SubgraphSampler(coverage_for(device.parallelism_factor, seed=seed), seed=seed)
     measured_ids = {row["arch_id"] for row in dataset.network_rows}
+    dense = round(settings.networks * DENSE_OVERHEAD_SHARE)
     archs = [
         a
-        for a in overhead_networks(device.parallelism_factor, count=settings.networks, seed=seed)
+        for a in overhead_networks(device.parallelism_factor, count=settings.networks, seed=seed, dense=dense)
         if a.arch_id not in measured_ids
     ]
     coverage_count = settings.samples - round(settings.samples * settings.adaptive_share)
@@ -240,17 +243,30 @@ def _network_weight(arch: ArchConfig, weights: dict[tuple[str, int], float]) -> 
 
 def network_stream(parallelism_factor: int, coverage: Coverage, *, seed: int) -> Iterator[ArchConfig]:
     """Endless, deterministic for a seed: architectures sampled from the shipped spaces that have a choice, in
-    turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network` and every :data:`HEAVY_EVERY`-th
-    a :func:`heavy_network`."""
+    turn, with every :data:`SYNTHETIC_EVERY`-th one a :func:`synthetic_network`, every :data:`HEAVY_EVERY`-th
+    a :func:`heavy_network` and every :data:`DENSE_EVERY`-th of the others from the dense spaces."""
     spaces = searchable_spaces(parallelism_factor)
+    dense_spaces = _alternating_tasks(searchable_spaces(parallelism_factor, dense=True))
     rng = np.random.default_rng([seed, 15485863])  # a stream apart from the evaluation's
+    dense_rng = np.random.default_rng([seed, 15485867])  # its own stream: the classification draws stay as they were
+    others = 0
     for i in itertools.count():
         if i % SYNTHETIC_EVERY == SYNTHETIC_EVERY - 1:
             yield synthetic_network(coverage, rng)
         elif i % HEAVY_EVERY == 0:
             yield heavy_network(spaces, rng)
         else:
-            yield spaces[i % len(spaces)].sample(rng)
+            others += 1
+            if others % DENSE_EVERY == 0:
+                yield dense_spaces[(others // DENSE_EVERY) % len(dense_spaces)].sample(dense_rng)
+            else:
+                yield spaces[i % len(spaces)].sample(rng)
+
+
+def _alternating_tasks(spaces: list) -> list:
+    """Detection and segmentation spaces in turn (each task's in their own order)."""
+    rank = {space.name: [s.name for s in spaces if s.task == space.task].index(space.name) for space in spaces}
+    return sorted(spaces, key=lambda space: rank[space.name])
 
 
 def _adaptive_weights(dataset: MeasurementDataset, coverage: Coverage) -> dict[tuple[str, int], float]:

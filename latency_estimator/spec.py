@@ -6,12 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from latency_estimator.errors import EstimatorError
-from latency_estimator.subgraph import Subgraph
+from latency_estimator.subgraph import BLOCK_KINDS, Subgraph
 from search_spaces import ArchConfig, HeadConfig, StageConfig, StemConfig, plan_network
-from search_spaces.plan import BlockPlan
+from search_spaces.plan import BlockPlan, OpSpec
 
 __all__ = [
     "BLOCK_NAME",
+    "DENSE_PROFILED_KINDS",
     "PROFILED_KINDS",
     "SPEC_FIELDS",
     "STAGE_KINDS",
@@ -19,7 +20,9 @@ __all__ = [
 ]
 
 
-PROFILED_KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier")
+# A dense head's units are built from their ops directly (no one-block ArchConfig holds them alone).
+DENSE_PROFILED_KINDS = ("pointwise", "separable", "resize", "add")
+PROFILED_KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier", *DENSE_PROFILED_KINDS)
 # The block of a SubgraphSpec's one-block network that is the subgraph itself.
 BLOCK_NAME = {"stem": "stem", "head_conv": "head.conv", "pool": "head.pool", "classifier": "head.classifier"}
 STAGE_KINDS = ("conv", "ibn", "fused_ibn")
@@ -29,7 +32,10 @@ STAGE_KINDS = ("conv", "ibn", "fused_ibn")
 class SubgraphSpec:
     """One subgraph configuration: enough to rebuild the :class:`Subgraph` and
     nothing more. ``resolution`` is the input H = W; ``out_channels`` is the
-    class count for ``classifier`` and equals ``in_channels`` for ``pool``."""
+    class count for ``classifier`` and equals ``in_channels`` for ``pool``,
+    ``separable``, ``resize`` and ``add``; a ``resize``'s ``expansion`` is its
+    scale (output H / input H). A dense kind's ``activation`` is ``none`` but
+    for ``separable``."""
 
     kind: str
     resolution: int
@@ -50,7 +56,10 @@ class SubgraphSpec:
         return (self.kind, self.resolution)
 
     def network(self) -> ArchConfig:
-        """The smallest network holding this subgraph (its stem is a 1x1 conv to ``in_channels``)."""
+        """The smallest network holding this subgraph (its stem is a 1x1 conv to ``in_channels``); not for the
+        dense kinds (:meth:`subgraph` builds them from their ops)."""
+        if self.kind in DENSE_PROFILED_KINDS:
+            raise EstimatorError(f"a {self.kind} subgraph has no one-block network; build it with subgraph()")
         relay = StemConfig(kernel=1, channels=self.in_channels, stride=1)
         stem, stages, head_channels, classes = relay, (), 0, 10
         if self.kind == "stem":
@@ -75,13 +84,33 @@ class SubgraphSpec:
         )
 
     def subgraph(self) -> Subgraph:
+        if self.kind in DENSE_PROFILED_KINDS:
+            return Subgraph.from_ops(self.kind, self.kind, self._dense_ops(), activation=self.activation)
         name = BLOCK_NAME.get(self.kind, "stages.0.0")
         block = next(block for block in plan_network(self.network()) if block.name == name)
         return Subgraph.from_block(block, activation=self.activation)
 
+    def _dense_ops(self) -> tuple[OpSpec, ...]:
+        """The ops of a dense unit, as ``search_spaces.plan`` lays them out (stride 1, "same" padding)."""
+        shape = (self.in_channels, self.resolution, self.resolution)
+        out = (self.out_channels, self.resolution, self.resolution)
+        if self.kind == "pointwise":
+            return (OpSpec("pointwise", "conv", shape, out),)
+        if self.kind == "separable":
+            c, k = self.in_channels, self.kernel
+            depthwise = OpSpec("separable.depthwise", "conv", shape, shape, kernel=k, groups=c, activation=True)
+            return depthwise, OpSpec("separable.pointwise", "conv", shape, shape, activation=True)
+        if self.kind == "resize":
+            size = round(self.resolution * self.expansion)
+            return (OpSpec("resize", "resize", shape, (self.in_channels, size, size)),)
+        return (OpSpec("add", "add", shape, shape),)
+
     @classmethod
     def from_block(cls, block: BlockPlan, arch: ArchConfig) -> SubgraphSpec:
         c_in, height, _ = block.in_shape
+        kind = BLOCK_KINDS.get(block.kind, block.kind)
+        if kind in DENSE_PROFILED_KINDS:
+            return cls._from_dense_block(block, kind, arch)
         return cls(
             kind=block.kind,
             resolution=height,
@@ -92,6 +121,20 @@ class SubgraphSpec:
             expansion=float(block.expansion) if block.kind in STAGE_KINDS else 1.0,
             divisor=arch.channel_divisor if block.kind in STAGE_KINDS else 1,
             activation=arch.activation,
+        )
+
+    @classmethod
+    def _from_dense_block(cls, block: BlockPlan, kind: str, arch: ArchConfig) -> SubgraphSpec:
+        c_in, height, _ = block.in_shape
+        c_out, out_height, _ = block.out_shape
+        return cls(
+            kind=kind,
+            resolution=height,
+            in_channels=c_in,
+            out_channels=c_out,
+            kernel=block.kernel if kind == "separable" else 1,
+            expansion=out_height / height if kind == "resize" else 1.0,
+            activation=arch.activation if kind == "separable" else "none",
         )
 
     def to_row(self) -> dict[str, str]:

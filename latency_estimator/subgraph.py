@@ -1,7 +1,10 @@
 """Subgraph: the unit of latency the regressor learns and devices measure.
 
 A subgraph is one fusion unit of the runtime: conv+BN+activation, a whole
-inverted bottleneck (IBN), a fused IBN, pooling, the classifier. It carries its
+inverted bottleneck (IBN), a fused IBN, pooling, the classifier; in a dense
+head a 1x1 conv without activation (``pointwise``: a neck's lateral, an output
+conv), a depthwise-separable block, a bilinear resize, a feature-map add, a
+concat. It carries its
 shape (as plain numbers, for features) and its primitive ops (so that a device
 can build or simulate it). Subgraphs come from an ArchConfig
 (:func:`decompose_arch`, via the layer plan) or from an ONNX model
@@ -23,10 +26,28 @@ from latency_estimator.errors import EstimatorError
 from search_spaces.arch import ArchConfig
 from search_spaces.plan import BlockPlan, OpSpec, plan_network
 
-__all__ = ["ACTIVATIONS", "KINDS", "Subgraph", "decompose_arch", "padded_macs", "weight_count", "weight_mb"]
+__all__ = [
+    "ACTIVATIONS",
+    "CLASSIFICATION_KINDS",
+    "DENSE_KINDS",
+    "KINDS",
+    "Subgraph",
+    "decompose_arch",
+    "padded_macs",
+    "weight_count",
+    "weight_mb",
+]
 
-# Every kind of unit; "eltwise" is an Add/Mul/Concat outside any unit (ONNX only).
-KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier", "eltwise")
+# The kinds of a classification network; "eltwise" is a Mul/Sub/activation outside any unit (ONNX only).
+CLASSIFICATION_KINDS = ("stem", "conv", "ibn", "fused_ibn", "head_conv", "pool", "classifier", "eltwise")
+# The kinds a dense head adds: "pointwise" is a 1x1 conv without activation outside any block (a neck's lateral, a
+# head's output conv), "separable" a KxK depthwise + 1x1 conv (both activated); "concat" occurs in ONNX models only.
+DENSE_KINDS = ("pointwise", "separable", "resize", "add", "concat")
+KINDS = CLASSIFICATION_KINDS + DENSE_KINDS
+# Plan block kinds that are another subgraph kind (the same ops once BatchNorm is folded).
+BLOCK_KINDS = {"lateral": "pointwise", "head_out": "pointwise"}
+# Ops reading two maps of their input shape.
+BINARY_OPS = ("eltwise", "add")
 # Activation of a unit's activated convs; "none" when no op is activated.
 ACTIVATIONS = ("relu6", "relu", "hardswish", "sigmoid", "swish", "none")
 BYTES_PER_ELEMENT = 4  # fp32
@@ -86,12 +107,14 @@ class Subgraph:
         return (self.kind, self.activation, self.residual, tuple(_op_signature(op) for op in self.ops))
 
     # ----- features -------------------------------------------------------
-    def features(self, parallelism_factor: int) -> dict[str, float]:
+    def features(self, parallelism_factor: int, *, kinds: tuple[str, ...] = KINDS) -> dict[str, float]:
         """Every numeric feature the regressor sees, in a stable key order.
 
         ``parallelism_factor`` (P) adds, for the input, hidden and output
         widths, ``C mod P`` (wasted lanes) and ``ceil(C / P)`` (lane groups),
         and ``macs_padded``: MACs with every channel count rounded up to P.
+        ``kinds``: the kinds one-hot encoded (an estimator trained on classification networks alone has no
+        column for the dense kinds, and keeps its features, and its predictions, as they were).
         """
         if parallelism_factor < 1:
             raise EstimatorError(f"`parallelism_factor >= 1` must hold, but got {parallelism_factor=}")
@@ -123,7 +146,7 @@ class Subgraph:
         for label, channels in (("in", self.in_channels), ("hidden", self.hidden_channels), ("out", out_c)):
             values[f"{label}_channels_mod_p"] = channels % parallelism_factor
             values[f"{label}_channels_ceil_p"] = -(-channels // parallelism_factor)
-        values.update({f"kind_{kind}": float(self.kind == kind) for kind in KINDS})
+        values.update({f"kind_{kind}": float(self.kind == kind) for kind in kinds})
         values.update({f"activation_{act}": float(self.activation == act) for act in ACTIVATIONS})
         return {key: float(value) for key, value in values.items()}
 
@@ -131,7 +154,8 @@ class Subgraph:
     @classmethod
     def from_block(cls, block: BlockPlan, *, activation: str = "relu6") -> Subgraph:
         """The subgraph of one block of the layer plan (``activation``: the arch's)."""
-        return cls.from_ops(block.name, block.kind, block.ops, residual=block.residual, activation=activation)
+        kind = BLOCK_KINDS.get(block.kind, block.kind)
+        return cls.from_ops(block.name, kind, block.ops, residual=block.residual, activation=activation)
 
     @classmethod
     def from_ops(
@@ -146,7 +170,8 @@ class Subgraph:
         spatial = max(ops, key=lambda op: op.kernel)  # first op with the largest kernel
         in_c, height, width = first.in_shape
         hidden = first.out_shape[0] if len(ops) > 1 else last.out_shape[0]
-        n_inputs = 2 if kind == "eltwise" else 1
+        n_inputs = 2 if kind in BINARY_OPS else 1  # a concat's op reads its output's size (in_shape: the first part)
+        read = math.prod(last.out_shape) if kind == "concat" else n_inputs * math.prod(first.in_shape)
         return cls(
             name=name,
             kind=kind,
@@ -161,7 +186,7 @@ class Subgraph:
             expansion=hidden / in_c if kind in ("ibn", "fused_ibn") else 1.0,
             residual=residual,
             macs=sum(op.macs for op in ops),
-            bytes_read=BYTES_PER_ELEMENT * (n_inputs * math.prod(first.in_shape) + sum(weight_count(op) for op in ops)),
+            bytes_read=BYTES_PER_ELEMENT * (read + sum(weight_count(op) for op in ops)),
             bytes_written=BYTES_PER_ELEMENT * math.prod(last.out_shape),
             ops=ops,
             activation=activation if any(op.activation for op in ops) else "none",
@@ -170,18 +195,16 @@ class Subgraph:
 
 
 def decompose_arch(arch: ArchConfig) -> list[Subgraph]:
-    """The network's subgraphs in execution order: stem, every block, head conv, pooling, classifier."""
-    check_classification(arch)
+    """The network's subgraphs in execution order: stem, every block, then the head's units (head conv, pooling,
+    classifier; or a dense head's laterals, resizes, adds, separable blocks and output convs). Which subgraphs each
+    one reads: :func:`search_spaces.plan.block_sources` of the same plan."""
     return [Subgraph.from_block(block, activation=arch.activation) for block in plan_network(arch)]
 
 
-def check_classification(arch: ArchConfig) -> None:
-    """Dense heads (detection, segmentation) are not decomposed or profiled yet: refused, never mis-estimated."""
-    if arch.head.type != "classification":
-        raise EstimatorError(
-            f"architecture {arch.arch_id}: latency of {arch.head.type} networks cannot be estimated yet "
-            f"(their neck and head ops are neither decomposed nor profiled)"
-        )
+def kinds_of(subgraphs) -> tuple[str, ...]:
+    """The kinds to one-hot encode for these subgraphs: the classification kinds, and the dense ones too when any
+    subgraph is of a dense kind."""
+    return KINDS if any(sg.kind in DENSE_KINDS for sg in subgraphs) else CLASSIFICATION_KINDS
 
 
 def weight_count(op: OpSpec) -> int:

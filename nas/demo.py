@@ -41,11 +41,11 @@ SEED = 0  # one seed for splits, sampling, weights: the demo is reproducible
 DEMO_EPOCHS = 5  # the baseline passes 98% test accuracy on digits in 5 epochs
 DEVICE = "sim-npu-p32"  # a simulated edge neural engine: its estimator builds in seconds
 STUDY = "demo"  # results/demo/: trials.csv, pareto.json, pareto.png, report.md
-SEARCH_TRIALS = 16  # a small study: proxy screening, the most promising trained briefly
+SEARCH_TRIALS = 16  # trainings: proxy-screened and budget-breaking proposals are free, the most promising train
 # Hard budgets: faster than the baseline (0.144 ms on sim-npu-p32) and at most 2/3 of its 899k params.
 LATENCY_BUDGET_MS = 0.14
 MAX_PARAMS = 600_000
-ACCURACY_SLACK = 0.02  # deploy the fastest Pareto network within 2 points of the best one
+ACCURACY_SLACK = 0.02  # no Pareto network reaches the baseline: deploy the fastest within 2 points of the best
 DIST = Path("dist/demo")
 
 
@@ -95,7 +95,7 @@ def estimate_baseline() -> None:
 
 
 def search() -> Path:
-    step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trials, hybrid: proxy screening + short training)")
+    step(f"4. Search combined.yaml on {DEVICE} ({SEARCH_TRIALS} trainings, hybrid: proxy screening + short training)")
     command = ["search", "--space", str(shipped_space_path("combined")), "--device", DEVICE, "--dataset", "digits"]
     command += ["--trials", str(SEARCH_TRIALS), "--mode", "hybrid", "--epochs", "3", "--study", STUDY]
     command += ["--latency-budget-ms", str(LATENCY_BUDGET_MS), "--max-params", str(MAX_PARAMS), "--seed", str(SEED)]
@@ -106,10 +106,22 @@ def search() -> Path:
 
 
 def pick_winner(study_dir: Path) -> Path:
-    """The fastest Pareto network within ACCURACY_SLACK of the most accurate one."""
-    pareto = json.loads((study_dir / "pareto.json").read_text())["pareto"]
-    best = max(point["value"] for point in pareto)
-    fast = min((p for p in pareto if p["value"] >= best - ACCURACY_SLACK), key=lambda p: p["latency_ms"])
+    """The fastest Pareto network at the baseline's validation accuracy (iso-accuracy), and the latency it cuts."""
+    document = json.loads((study_dir / "pareto.json").read_text())
+    pareto, baseline = document["pareto"], document["baseline"]
+    matching = [p for p in pareto if baseline is not None and p["value"] >= baseline["value"]]
+    if matching:
+        fast = min(matching, key=lambda p: p["latency_ms"])
+        cut = 1 - fast["latency_ms"] / baseline["latency_ms"]
+        print(
+            f"iso-accuracy: val acc {fast['value']:.4f} >= baseline's {baseline['value']:.4f} at "
+            f"{fast['latency_ms']:.4f} ms vs {baseline['latency_ms']:.4f} ms on {DEVICE}: the search cuts latency "
+            f"by {cut:.0%}"
+        )
+    else:
+        best = max(point["value"] for point in pareto)
+        fast = min((p for p in pareto if p["value"] >= best - ACCURACY_SLACK), key=lambda p: p["latency_ms"])
+        print(f"no Pareto network reaches the baseline's val acc; deploying the fastest within {ACCURACY_SLACK:.0%}")
     return study_dir / "pareto" / f"{fast['arch_id']}.yaml"
 
 
@@ -118,7 +130,8 @@ def deploy(arch_file: Path, epochs: int) -> None:
     arch = ArchConfig.load(arch_file)
     print(f"winner {arch.arch_id}: {arch.block_string()}")
     command = ["deploy", "--arch", str(arch_file), "--dataset", "digits", "--epochs", str(epochs)]
-    command += ["--target", "x86_64", "--out", str(DIST)]
+    # One minute of tuning keeps the demo within 10 minutes; `edgenas deploy` alone tunes for 3 by default.
+    command += ["--target", "x86_64", "--out", str(DIST), "--tune-minutes", "1"]
     print("$ edgenas " + " ".join(command))
     if edgenas(command) != 0:
         raise SystemExit("deploy failed")

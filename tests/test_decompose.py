@@ -14,7 +14,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from latency_estimator import EstimatorError, Subgraph, decompose_arch, decompose_onnx
 from latency_estimator.onnx_graph import arch_model
-from search_spaces import SHIPPED_SPACES, baseline_arch, build_model, count_arch, load_space, shipped_space_path
+from search_spaces import (
+    DENSE_SPACES,
+    SHIPPED_SPACES,
+    baseline_arch,
+    build_model,
+    count_arch,
+    load_space,
+    shipped_space_path,
+)
 from search_spaces.arch import ArchConfig
 
 
@@ -22,6 +30,11 @@ def sampled_archs() -> list[ArchConfig]:
     rng = np.random.default_rng(7)
     spaces = [load_space(shipped_space_path(name)) for name in SHIPPED_SPACES]
     return [baseline_arch(), *(space.sample(rng) for space in spaces for _ in range(3))]
+
+
+def dense_archs() -> list[ArchConfig]:
+    rng = np.random.default_rng(5)
+    return [load_space(shipped_space_path(name)).sample(rng) for name in DENSE_SPACES]
 
 
 def shapes(subgraphs: list[Subgraph]) -> list[tuple]:
@@ -35,6 +48,23 @@ def shapes(subgraphs: list[Subgraph]) -> list[tuple]:
 def test_baseline_decomposes_into_units() -> None:
     kinds = [s.kind for s in decompose_arch(baseline_arch())]
     assert kinds == ["stem", *["ibn"] * 13, "head_conv", "pool", "classifier"]
+
+
+def test_a_dense_head_decomposes_into_neck_and_head_units() -> None:
+    arch = baseline_arch(task="detection")  # taps [2, 4, 5]: 16x16, 8x8 and 4x4 maps
+    head = [(s.kind, s.in_shape, s.out_shape) for s in decompose_arch(arch) if s.name.startswith("head.")]
+    c = arch.head.channels
+    assert [kind for kind, _, _ in head] == [
+        "pointwise", "pointwise", "resize", "add", "pointwise", "resize", "add", *["separable"] * arch.head.depth,
+        "pointwise", "pointwise",
+    ]  # fmt: skip
+    assert head[2][1:] == ((c, 4, 4), (c, 8, 8)) and head[5][1:] == ((c, 8, 8), (c, 16, 16))
+    assert head[-2][2] == (arch.head.num_classes, 16, 16) and head[-1][2] == (4, 16, 16)
+    segmentation = decompose_arch(baseline_arch(task="segmentation"))
+    assert segmentation[-1].kind == "resize" and segmentation[-1].out_shape == (11, 128, 128)
+    assert sum(s.macs for s in decompose_arch(arch)) == count_arch(arch).macs
+    add = next(s for s in decompose_arch(arch) if s.kind == "add")
+    assert add.bytes_read == 2 * 4 * c * 8 * 8 and add.macs == 0  # two maps in, none of them weights
 
 
 def test_subgraphs_count_what_the_plan_counts() -> None:
@@ -70,6 +100,18 @@ def test_onnx_graph_decomposes_like_its_arch(arch: ArchConfig) -> None:
     assert shapes(decompose_onnx(arch_model(arch))) == shapes(decompose_arch(arch))
 
 
+@pytest.mark.parametrize("arch", dense_archs(), ids=lambda a: a.arch_id)
+def test_dense_onnx_graph_decomposes_like_its_arch(arch: ArchConfig) -> None:
+    assert shapes(decompose_onnx(arch_model(arch))) == shapes(decompose_arch(arch))
+
+
+def test_dense_onnx_graph_runs_with_every_output() -> None:
+    arch = baseline_arch(task="detection")
+    session = ort.InferenceSession(arch_model(arch).SerializeToString(), providers=["CPUExecutionProvider"])
+    heatmap, box = session.run(None, {"input": np.zeros((1, 1, 128, 128), np.float32)})
+    assert heatmap.shape == (1, arch.head.num_classes, 16, 16) and box.shape == (1, 4, 16, 16)
+
+
 def test_onnx_graph_is_a_valid_runnable_model() -> None:
     arch = baseline_arch()
     model = arch_model(arch)
@@ -96,6 +138,16 @@ def test_torch_export_decomposes_like_its_arch(dynamo: bool) -> None:
     assert shapes(decompose_onnx(exported)) == shapes(decompose_arch(arch))
 
 
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_torch_export_of_a_dense_network_decomposes_like_its_arch(task: str) -> None:
+    arch = load_space(shipped_space_path(task)).sample(np.random.default_rng(13))  # laterals, resizes, adds, tower
+    model = build_model(arch).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (torch.zeros(1, 1, 128, 128),), buffer, dynamo=False, opset_version=17)
+    assert shapes(decompose_onnx(onnx.load_from_string(buffer.getvalue()))) == shapes(decompose_arch(arch))
+
+
 def test_unfolded_batchnorm_and_gated_activations_stay_in_the_unit() -> None:
     graph = _Graph((1, 8, 16, 16))
     x = graph.conv("input", 16, kernel=3)
@@ -117,14 +169,45 @@ def test_pools_and_loose_eltwise_ops_become_their_own_subgraphs() -> None:
     x = graph.node("Concat", [x, y], axis=1)
     graph.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
     kinds = [(s.kind, s.out_shape) for s in decompose_onnx(graph.model())]
-    assert kinds == [("stem", (16, 16, 16)), ("conv", (16, 16, 16)), ("eltwise", (32, 16, 16)), ("pool", (32, 8, 8))]
+    assert kinds == [("stem", (16, 16, 16)), ("conv", (16, 16, 16)), ("concat", (32, 16, 16)), ("pool", (32, 8, 8))]
+    concat = decompose_onnx(graph.model())[2]
+    assert concat.bytes_read == concat.bytes_written == 4 * 32 * 16 * 16  # both parts in, one map out
+
+
+def test_dense_head_ops_outside_units_become_their_own_subgraphs() -> None:
+    graph = _Graph((1, 8, 16, 16))
+    x = graph.conv("input", 16, kernel=3, stride=2)  # 8x8
+    lateral = graph.conv(x, 16, kernel=1)  # no activation: a pointwise unit
+    up = graph.node("Resize", [lateral, "", graph.constant(np.array([1, 1, 2, 2], np.float32))], mode="linear")
+    other = graph.conv("input", 16, kernel=1)  # reads the input too: a stem
+    summed = graph.node("Add", [up, other])
+    scaled = graph.node("Mul", [summed, graph.constant(np.array(0.5, np.float32))])
+    graph.node("Softmax", [scaled], axis=1)
+    kinds = [(s.kind, s.in_shape, s.out_shape) for s in decompose_onnx(graph.model())]
+    assert kinds == [
+        ("stem", (8, 16, 16), (16, 8, 8)),
+        ("pointwise", (16, 8, 8), (16, 8, 8)),
+        ("resize", (16, 8, 8), (16, 16, 16)),
+        ("stem", (8, 16, 16), (16, 16, 16)),
+        ("add", (16, 16, 16), (16, 16, 16)),
+        ("eltwise", (16, 16, 16), (16, 16, 16)),
+        ("eltwise", (16, 16, 16), (16, 16, 16)),
+    ]
 
 
 def test_unsupported_operator_names_operator_and_node() -> None:
     graph = _Graph((1, 8, 16, 16))
     x = graph.conv("input", 16, kernel=3)
-    graph.node("Resize", [x, "", graph.constant(np.array([1, 1, 2, 2], np.float32))], name="upsample")
-    with pytest.raises(EstimatorError, match="node 'upsample': operator 'Resize' is not supported"):
+    graph.node("LRN", [x], name="lrn", size=3)
+    with pytest.raises(EstimatorError, match="node 'lrn': operator 'LRN' is not supported"):
+        decompose_onnx(graph.model())
+
+
+def test_a_concat_along_space_is_refused_in_one_line() -> None:
+    graph = _Graph((1, 8, 16, 16))
+    x = graph.conv("input", 16, kernel=3)
+    graph.node("Concat", [x, x], name="stack", axis=2)
+    with pytest.raises(EstimatorError, match="node 'stack'.*channel axis"):
         decompose_onnx(graph.model())
 
 
@@ -154,9 +237,9 @@ class _Graph:
     def weights(self, *sizes: int) -> list[str]:
         return [self.constant(np.ones(size, np.float32)) for size in sizes]
 
-    def conv(self, x: str, c_out: int, *, kernel: int, groups: int = 1) -> str:
+    def conv(self, x: str, c_out: int, *, kernel: int, groups: int = 1, stride: int = 1) -> str:
         w = self.constant(np.ones((c_out, self.channels[x] // groups, kernel, kernel), np.float32))
-        out = self.node("Conv", [x, w], pads=[kernel // 2] * 4, group=groups)
+        out = self.node("Conv", [x, w], pads=[kernel // 2] * 4, group=groups, strides=[stride] * 2)
         self.channels[out] = c_out
         return out
 

@@ -1,8 +1,8 @@
 """A tiny dense search end to end: a real Optuna study training detectors on digit-scenes, mAP against latency.
 
-No latency estimator scores dense networks yet (their neck and head ops are neither decomposed nor profiled),
-so ``run_search`` refuses a dense space; the search itself is exercised through ``run_with_latency_fn`` with a
-stand-in latency (MACs at a fixed rate), as the classification search tests may.
+``run_search`` scores it with sim-npu-p32's real estimator (built as a user's first search builds it); the other
+checks go through ``run_with_latency_fn`` with a stand-in latency (MACs at a fixed rate), as the classification
+search tests may.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
+from latency_estimator import EstimatorError, decompose_arch, get_device, obtain_estimator
+from latency_estimator.build import train_estimator
 from nas.search import SearchError, run_search, run_with_latency_fn
 from nas.search.settings import SearchSettings
-from search_spaces import ArchConfig, count_arch
+from search_spaces import ArchConfig, baseline_arch, count_arch
 
 TINY_DETECTION_SPACE = {
     "name": "tiny_detection",
@@ -84,9 +86,33 @@ def test_tiny_detection_search_trains_candidates_and_writes_a_pareto_front(space
     )
 
 
-def test_dense_spaces_are_refused_where_they_cannot_be_scored(space_file, tmp_path):
-    with pytest.raises(SearchError, match="cannot score detection networks yet"):
-        run_search(**{k: v for k, v in settings(space_file, tmp_path).to_dict().items()})
+@pytest.mark.slow
+def test_a_dense_search_is_scored_by_the_devices_estimator(tmp_path, monkeypatch, sim_npu_p32_estimators):
+    monkeypatch.setenv("EDGENAS_ESTIMATORS", str(sim_npu_p32_estimators))
+    space_file = tmp_path / "tiny_detection_any_width.yaml"  # searched at the device's P=32: widths of 8 and 16
+    space_file.write_text(yaml.safe_dump({**TINY_DETECTION_SPACE, "align_channels": False}))
+    result = run_search(**settings(space_file, tmp_path, trials=2, study="det-npu").to_dict())
+    estimator = obtain_estimator("sim-npu-p32")
+    trials = [t for t in result.study.trials if t.values]
+    assert len(trials) >= 2
+    for trial in trials:
+        arch = ArchConfig.from_dict(trial.user_attrs["arch"])
+        assert trial.values[1] == pytest.approx(float(estimator.predict_many([arch])[0]))
+
+
+def test_a_dense_search_refuses_an_estimator_built_before_dense_networks(tmp_path, monkeypatch):
+    subgraphs = decompose_arch(baseline_arch(parallelism_factor=32)) * 4  # classification only, as estimators were
+    latency = np.array([1e-3 * (1 + s.macs / 1e5) * (1 + 0.01 * i) for i, s in enumerate(subgraphs)])
+    metadata = {"device": "sim-npu-p32", "profile": get_device("sim-npu-p32").profile.to_dict()}
+    train_estimator(subgraphs, latency, device_metadata=metadata).save(tmp_path / "estimators" / "sim-npu-p32")
+    monkeypatch.setenv("EDGENAS_ESTIMATORS", str(tmp_path / "estimators"))
+    space_file = tmp_path / "tiny_detection_any_width.yaml"
+    space_file.write_text(yaml.safe_dump({**TINY_DETECTION_SPACE, "align_channels": False}))
+    with pytest.raises(EstimatorError, match="built before edgenas estimated dense networks\\); rebuild it"):
+        run_search(**settings(space_file, tmp_path).to_dict())
+
+
+def test_dense_spaces_are_refused_where_they_cannot_be_searched(space_file, tmp_path):
     with pytest.raises(SearchError, match="multishot mode only"):
         run_with_latency_fn(
             settings(space_file, tmp_path, mode="zeroshot"),
@@ -101,13 +127,3 @@ def test_dense_spaces_are_refused_where_they_cannot_be_scored(space_file, tmp_pa
             dtype_bytes=4,
             parallelism_factor=8,
         )
-
-
-def test_latency_estimation_refuses_dense_networks_in_one_line():
-    from latency_estimator import EstimatorError
-    from latency_estimator.subgraph import decompose_arch
-    from search_spaces import load_space, shipped_space_path
-
-    arch = load_space(shipped_space_path("detection_baseline")).sample(np.random.default_rng(0))
-    with pytest.raises(EstimatorError, match="latency of detection networks cannot be estimated yet"):
-        decompose_arch(arch)

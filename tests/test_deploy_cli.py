@@ -37,7 +37,8 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def artifact(files):
     out = files / "dist-x86"
-    code = main(["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--out", str(out)])
+    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--tune-trials", "0"]
+    code = main([*args, "--out", str(out)])
     assert code == 0
     return out
 
@@ -288,3 +289,34 @@ def test_a_fake_onnx_file_is_one_error_naming_it(tmp_path, content):
         decompose_onnx(fake)
     with pytest.raises(CompileError, match="model.onnx: .*ONNX"):
         compile_onnx(fake, target="x86_64")
+
+
+@pytest.mark.slow
+def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(files, tmp_path, capsys):
+    import os
+
+    from nas.cli.deploy import DEFAULT_TUNE_TRIALS
+
+    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--no-measure"]
+    # By default deploy tunes, into the target's persistent database, within --tune-minutes.
+    code, out, _ = run_cli([*args, "--tune-minutes", "0.5", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0 and "tuning:" in out
+    tuning = load_artifact(tmp_path / "a").manifest.tuning
+    assert tuning["trials"] == DEFAULT_TUNE_TRIALS and tuning["minutes"] == 0.5
+    assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
+    # 1000 trials do not fit in 30 s: tuning stopped starting rounds, and left tasks for a later deploy.
+    assert 0 < tuning["measured_candidates"] < DEFAULT_TUNE_TRIALS / 10 and tuning["skipped_tasks"] > 0
+    # The budget, plus MetaSchedule's start-up and the one round in progress (minutes on a loaded 2-core machine).
+    assert tuning["seconds"] < 30 + 480, tuning
+    # A budget that fits: the second deploy of the same network finds everything in the database.
+    database = str(tmp_path / "db")
+    for out_dir in ("b", "c"):
+        code, _, _ = run_cli(
+            [*args, "--tune-trials", "6", "--tuning-db", database, "--out", str(tmp_path / out_dir)], capsys
+        )
+        assert code == 0
+    first, second = (load_artifact(tmp_path / name).manifest.tuning for name in ("b", "c"))
+    assert first["measured_candidates"] > 0 and first["skipped_tasks"] == 0
+    assert (
+        second["measured_candidates"] == 0 and second["tuned_tasks"] == 0 and second["reused_tasks"] == first["tasks"]
+    )

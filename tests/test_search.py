@@ -20,6 +20,7 @@ from latency_estimator import DeviceError, build_estimator
 from nas.cli.main import main
 from nas.datasets import DatasetError
 from nas.search import SearchError, run_search
+from nas.search.counting import counts_toward_budget, tally
 from nas.training import TrainingError, TrainResult
 from search_spaces import ArchConfig, shipped_space_path
 
@@ -63,7 +64,8 @@ def test_zeroshot_search_writes_results_and_resumes(tmp_path):
     result = run_search(**BASE, mode="zeroshot", trials=6, study="zs", results_dir=tmp_path)
     folder = tmp_path / "zs"
     rows = read_rows(folder)
-    assert [int(r["number"]) for r in rows] == list(range(6))
+    assert [int(r["number"]) for r in rows] == list(range(len(rows)))
+    assert sum(r["evaluated"] == "1" for r in rows) == 6  # budget breakers are free proposals
     assert {r["state"] for r in rows} <= {"COMPLETE", "INFEASIBLE"}
     for row in rows:
         if row["state"] == "INFEASIBLE":
@@ -84,9 +86,9 @@ def test_zeroshot_search_writes_results_and_resumes(tmp_path):
 
     first = {t.number: (t.user_attrs["arch_id"], t.values) for t in result.study.trials}
     again = run_search(**BASE, mode="zeroshot", trials=9, study="zs", results_dir=tmp_path)
-    assert len(again.study.trials) == 9
-    assert {t.number: (t.user_attrs["arch_id"], t.values) for t in again.study.trials[:6]} == first
-    assert len(read_rows(folder)) == 9
+    assert tally(again.study.trials).evaluated == 9
+    assert {t.number: (t.user_attrs["arch_id"], t.values) for t in again.study.trials[: len(first)]} == first
+    assert sum(r["evaluated"] == "1" for r in read_rows(folder)) == 9
 
 
 @pytest.mark.slow
@@ -135,16 +137,17 @@ def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path, monkeyp
     failed = [r for r in rows if r["state"] == "FAIL"]
     assert [r["reason"].split(":")[0] for r in failed] == ["TrainingError", "RuntimeError"]
     assert "diverged" in failed[0]["reason"] and "not enough memory" in failed[1]["reason"]
-    assert len(rows) == 5 and any(r["state"] == "COMPLETE" for r in rows)
+    assert sum(r["evaluated"] == "1" for r in rows) == 5 and any(r["state"] == "COMPLETE" for r in rows)
+    assert all(r["evaluated"] == "1" for r in failed)  # a failed training used its evaluation
 
 
 def test_journal_storage_holds_a_resumable_study(tmp_path):
     journal = tmp_path / "study.log"
     run_search(**BASE, mode="zeroshot", trials=3, study="jr", results_dir=tmp_path, storage=str(journal))
     result = run_search(**BASE, mode="zeroshot", trials=5, study="jr", results_dir=tmp_path, storage=str(journal))
-    assert journal.stat().st_size > 0 and len(result.study.trials) == 5
+    assert journal.stat().st_size > 0 and tally(result.study.trials).evaluated == 5
     assert not (tmp_path / "jr" / "study.db").exists()
-    assert len(read_rows(tmp_path / "jr")) == 5
+    assert sum(r["evaluated"] == "1" for r in read_rows(tmp_path / "jr")) == 5
 
 
 OPEN_STORAGE = """
@@ -256,7 +259,7 @@ def test_a_killed_search_resumes_without_losing_finished_trials(tmp_path, sim_es
     before = {t.number: (t.state, t.values, t.datetime_complete) for t in at_kill if t.state.is_finished()}
 
     # A target already reached: the run goes on only until the interrupted architecture has had its retry.
-    result = run_search(**KILLED, trials=len(before), results_dir=tmp_path)
+    result = run_search(**KILLED, trials=sum(counts_toward_budget(t) for t in at_kill), results_dir=tmp_path)
     trials = result.study.trials
     assert trials[interrupted].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]

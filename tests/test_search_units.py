@@ -9,9 +9,10 @@ import optuna
 import pytest
 
 from nas.search import Budgets, Measured, SearchError, SearchSettings, enqueue_archs, run_search
-from nas.search.budgets import check_reachable, feasible_archs, measure
+from nas.search.budgets import check_reachable, feasible_archs, measure, spread_feasible_archs
 from nas.search.results import settings_command
 from nas.search.study import make_pruner, make_sampler
+from nas.search.surrogate import hypervolume_gain
 from search_spaces import count_arch, load_space, shipped_space_path
 
 
@@ -116,7 +117,7 @@ def test_settings_command_names_the_cli_flags():
 
 def test_samplers_and_pruners_by_name():
     base = {"space": "s", "device": "d", "dataset": "digits"}
-    evolution = make_sampler(SearchSettings(**base, population_size=8, mutation_prob=0.2), seed=0)
+    evolution = make_sampler(SearchSettings(**base, strategy="evolution", population_size=8, mutation_prob=0.2), seed=0)
     assert isinstance(evolution, optuna.samplers.NSGAIISampler)
     assert isinstance(make_sampler(SearchSettings(**base, strategy="tpe"), seed=0), optuna.samplers.TPESampler)
     assert isinstance(make_sampler(SearchSettings(**base, strategy="random"), seed=0), optuna.samplers.RandomSampler)
@@ -136,3 +137,34 @@ def test_enqueued_archs_become_the_next_trials(space):
         trial = study.ask()
         assert space.suggest(trial) == arch
         study.tell(trial, [0.0, 0.0])
+
+
+def test_the_start_population_spans_the_feasible_latency_range(space):
+    """MACs as latency: the all-IBN smallest point is the fastest network, the budget the slowest allowed."""
+    budget = float(np.median(analytic_latency([space.sample(np.random.default_rng(i)) for i in range(64)])))
+    smallest = space.resolve({n: "ibn" if n.endswith(".block") else min(c) for n, c in space.parameters().items()})
+    fastest = float(analytic_latency([smallest])[0])
+    archs = spread_feasible_archs(
+        space, Budgets(latency_ms=budget), analytic_latency, dtype_bytes=1, count=8, rng=np.random.default_rng(0)
+    )
+    latencies = np.sort(analytic_latency(archs))
+    assert len({a.arch_id for a in archs}) == len(archs) == 8
+    assert latencies[0] == pytest.approx(fastest) and latencies[-1] <= budget
+    quarters = np.linspace(fastest, budget, 5)
+    for low, high in zip(quarters[:-1], quarters[1:]):
+        assert ((latencies >= low) & (latencies <= high)).any(), (low, high, latencies)
+    assert latencies[-1] >= fastest + 0.8 * (budget - fastest)
+
+
+def test_model_based_samplers_by_name():
+    base = {"space": "s", "device": "d", "dataset": "digits"}
+    assert isinstance(make_sampler(SearchSettings(**base, strategy="gp"), seed=0), optuna.samplers.GPSampler)
+    with pytest.raises(SearchError, match="strategy 'surrogate' needs the search space"):
+        make_sampler(SearchSettings(**base, strategy="surrogate"), seed=0)
+
+
+def test_hypervolume_gain_of_a_candidate_is_the_area_it_adds():
+    """Front (0.5, 2 ms) with reference (0, 4 ms): a point (0.8, 1 ms) adds 0.8 x 1 + (0.8 - 0.5) x 2 = 1.4."""
+    front = np.array([[0.5, 2.0]])
+    gains = hypervolume_gain(np.array([0.8, 0.4, 0.6]), np.array([1.0, 3.0, 3.0]), front, (0.0, 4.0))
+    assert gains == pytest.approx([1.4, 0.0, 0.1])

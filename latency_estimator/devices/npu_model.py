@@ -10,8 +10,14 @@ The engine runs one op at a time (batch 1, int8 by default):
   depthwise conv has one input channel per output channel, so only 1 of the
   ``in_lanes`` is busy: it costs as many cycles as a full conv with
   ``Cin = in_lanes``; a full conv keeps the array busy.
-* **Vector unit** (pooling, residual add, elementwise): ``out_lanes`` elements
-  per cycle. Activations are applied in the array's output pipeline (free).
+* **Vector unit** (pooling, residual add, elementwise, a dense head's
+  feature-map add, concat and bilinear resize): ``out_lanes`` elements per
+  cycle; a bilinear resize blends 4 input pixels per output element (4 passes),
+  a concat copies its inputs (one pass). Activations are applied in the array's
+  output pipeline (free). These ops do no MACs: an add or a concat is
+  memory-bound whenever a tensor goes to or comes from DRAM; a resize's four
+  passes over a 4x larger output can keep a narrow vector unit (P=16) busier
+  than the DRAM.
 * **Memory**: an activation lives in on-chip SRAM when it fits there together
   with what else must be live (the op's input, if on chip, and a residual
   block's input, held until its add); otherwise it is written to DRAM and read
@@ -24,7 +30,11 @@ The engine runs one op at a time (batch 1, int8 by default):
   plus a fixed per-op overhead (descriptor set-up, pipeline fill and drain).
 
 A sequence of units is simulated with the network input read from DRAM and
-the final output written to DRAM. An isolated subgraph is simulated alone, so
+the final output written to DRAM. A dense network is a graph (its head reads
+tapped stages): a unit's output stays on chip only when the next unit alone
+reads it; one read later or by several units (a tapped stage, a map both
+output convs read) is written to DRAM and read back by each reader, and a
+two-input op (add) reads its second operand from DRAM. An isolated subgraph is simulated alone, so
 its input comes from and its output goes to DRAM; inside a whole network a
 small activation stays on chip between units, so a network is faster than the
 sum of its isolated parts unless its activations spill.
@@ -111,20 +121,34 @@ def compute_cycles(op: OpSpec, hw: NpuHardware) -> int:
         global_pool = (out_h, out_w) == (1, 1) and op.kernel == 1
         window = in_h * in_w if global_pool else out_h * out_w * op.kernel**2
         return groups_of(in_c, hw.mac_array_out_lanes) * window
-    if op.kind == "eltwise":
+    if op.kind in ("eltwise", "add", "concat"):
         return groups_of(out_c, hw.mac_array_out_lanes) * out_h * out_w
-    raise EstimatorError(f"sim-npu: op {op.name!r} has kind {op.kind!r}, allowed conv, linear, pool, eltwise")
+    if op.kind == "resize":  # bilinear: 4 input pixels blended per output element
+        return 4 * groups_of(out_c, hw.mac_array_out_lanes) * out_h * out_w
+    raise EstimatorError(
+        f"sim-npu: op {op.name!r} has kind {op.kind!r}, allowed conv, linear, pool, eltwise, add, concat, resize"
+    )
 
 
-def simulate(units: Sequence[Subgraph], hw: NpuHardware) -> list[OpCost]:
-    """Run ``units`` back to back, input from DRAM, final output to DRAM; one cost per op."""
+def simulate(
+    units: Sequence[Subgraph], hw: NpuHardware, *, sources: Sequence[tuple[int, ...]] | None = None
+) -> list[OpCost]:
+    """Run ``units`` in order, input from DRAM, final output(s) to DRAM; one cost per op. ``sources``: the
+    positions of the units each one reads (``search_spaces.plan.block_sources``); default a chain."""
+    sources = sources or [((u - 1,) if u else ()) for u in range(len(units))]
+    readers: dict[int, list[int]] = {}
+    for u, read in enumerate(sources):
+        for j in read:
+            readers.setdefault(j, []).append(u)
     costs: list[OpCost] = []
     state = _State(input_on_chip=False)
     for u, unit in enumerate(units):
+        state.input_on_chip = state.input_on_chip and (u - 1) in sources[u]  # else its input comes from DRAM
         held = _Held(_size(unit.in_shape, hw), state.input_on_chip) if unit.residual else None
+        stays = readers.get(u) == [u + 1]  # only the next unit reads it: it may stay on chip
         for i, op in enumerate(unit.ops):
             first, last = i == 0, i == len(unit.ops) - 1
-            final = last and u == len(units) - 1
+            final = last and not stays
             costs.append(_run_op(op, hw, state, held=held, first_in_unit=first, add=last and held, final=final))
     return costs
 
@@ -145,8 +169,10 @@ class _Held:
 def _run_op(op: OpSpec, hw: NpuHardware, state: _State, *, held, first_in_unit, add, final) -> OpCost:
     in_bytes, out_bytes = _size(op.in_shape, hw), _size(op.out_shape, hw)
     dram = weight_count(op) * hw.dtype_bytes + (0 if state.input_on_chip else in_bytes)
-    if op.kind == "eltwise":  # the second operand of a standalone add/mul/concat comes from DRAM
+    if op.kind in ("eltwise", "add"):  # the second operand of a standalone add/mul comes from DRAM
         dram += in_bytes
+    if op.kind == "concat":  # a concat reads all its parts: its output's size, the first part on chip or not
+        dram += out_bytes - in_bytes
     live_in = in_bytes if state.input_on_chip else 0
     held_bytes = held.bytes if held and held.on_chip and not first_in_unit else 0
     if held_bytes and live_in + out_bytes + held_bytes > hw.sram_bytes:  # evict the residual to DRAM

@@ -16,6 +16,7 @@ from latency_estimator.devices.npu_model import NpuHardware, OpCost, simulate
 from latency_estimator.errors import DeviceError
 from latency_estimator.subgraph import Subgraph, decompose_arch
 from search_spaces.arch import ArchConfig
+from search_spaces.plan import block_sources, plan_network
 
 __all__ = ["SimNpu"]
 
@@ -43,11 +44,12 @@ class SimNpu(Device):
         return self._measurement(self.trace([subgraph]))
 
     def measure_network(self, arch: ArchConfig) -> Measurement:
-        return self._measurement(self.trace(decompose_arch(arch)))
+        return self._measurement(self.trace(decompose_arch(arch), sources=block_sources(plan_network(arch))))
 
-    def trace(self, subgraphs: list[Subgraph]) -> list[OpCost]:
-        """Per-op costs of running ``subgraphs`` back to back (input from DRAM, output to DRAM)."""
-        return simulate(subgraphs, self.hardware)
+    def trace(self, subgraphs: list[Subgraph], *, sources: list[tuple[int, ...]] | None = None) -> list[OpCost]:
+        """Per-op costs of running ``subgraphs`` in order (input from DRAM, output to DRAM); ``sources``: which
+        subgraphs each one reads (default: the one before it)."""
+        return simulate(subgraphs, self.hardware, sources=sources)
 
     def metadata(self) -> dict[str, Any]:
         hw = self.hardware

@@ -5,7 +5,12 @@ deploy's compiler (:func:`deploy.compile.compile_onnx`: the same lowering,
 target and thread setup as what deploy ships) for the profile's target
 (``llvm``: deploy's target for this host's CPU, ``cuda``: an NVIDIA GPU),
 untuned unless ``tuning_db`` names a MetaSchedule database folder (deploy's
-``--tuning-db``), and timed through the VM with cpu-ort's loop (:mod:`._timing`).
+``--tuning-db``; ``deploy``: the target's persistent database that
+``edgenas deploy`` tunes into by default), and timed through the VM with
+cpu-ort's loop (:mod:`._timing`). The device never tunes: an untuned profile
+models ``edgenas deploy --tune-trials 0``, one with a database models what
+deploy ships from that database (subgraphs it has no records for stay
+untuned); :meth:`TvmDevice.metadata` says which (``tuning_state``).
 Compiling takes seconds per subgraph; there is no time target for it.
 """
 
@@ -24,6 +29,7 @@ from deploy.compile import CompiledModel, compile_onnx
 from deploy.errors import CompileError
 from deploy.targets import DeployTarget, cuda_available, get_target, host_target
 from deploy.threads import set_tvm_threads
+from deploy.tuning import default_tuning_db
 from latency_estimator.devices import register_device
 from latency_estimator.devices._timing import TimingSettings, measure_stably
 from latency_estimator.devices.base import Device, DeviceProfile, Measurement
@@ -36,13 +42,16 @@ __all__ = ["TvmDevice", "TvmSettings"]
 
 logger = logging.getLogger(__name__)
 TARGET_KINDS = ("llvm", "cuda")
+DEPLOY_DB = "deploy"  # tuning_db: the deploy target's persistent database (deploy.tuning.default_tuning_db)
 
 
 @dataclass(frozen=True)
 class TvmSettings(TimingSettings):
     target: str = "llvm"  # target kind: llvm (host CPU, -mcpu of this machine) or cuda
     num_threads: int = 1  # CPU threads of TVM's pool (llvm only): like cpu-ort's intra-op threads
-    tuning_db: str | None = None  # MetaSchedule database folder (from deploy's tuning); null: untuned
+    tuning_db: str | None = (
+        None  # MetaSchedule database folder (from deploy's tuning); "deploy": deploy's; null: untuned
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,8 +82,9 @@ class TvmDevice(Device):
             cuda, reason = cuda_available()
             if not cuda:
                 return False, reason
-        if self.settings.tuning_db and not Path(self.settings.tuning_db).is_dir():
-            return False, f"tuning database {self.settings.tuning_db} does not exist"
+        database = self.tuning_db()
+        if database is not None and not (database / "database_workload.json").is_file():
+            return False, f"tuning database {database} does not exist (deploy with tuning writes it)"
         return True, ""
 
     def measure_subgraph(self, subgraph: Subgraph) -> Measurement:
@@ -110,11 +120,19 @@ class TvmDevice(Device):
             return compile_onnx(
                 model,
                 target=self.deploy_target().name,
-                tuning_db=self.settings.tuning_db,
+                tuning_db=self.tuning_db(),
                 num_threads=self.settings.num_threads,
             )
         except CompileError as exc:
             raise DeviceError(f"{self.name}: {exc}") from None
+
+    def tuning_db(self) -> Path | None:
+        """The tuning database this profile builds with; None: untuned."""
+        if self.settings.tuning_db is None:
+            return None
+        if self.settings.tuning_db == DEPLOY_DB:
+            return default_tuning_db(self.deploy_target().name)
+        return Path(self.settings.tuning_db)
 
     def deploy_target(self) -> DeployTarget:
         """Deploy's target this device builds for: ``cuda``, or the one of this host's CPU (llvm)."""
@@ -127,4 +145,12 @@ class TvmDevice(Device):
     def metadata(self) -> dict[str, Any]:
         import tvm
 
-        return {**super().metadata(), "tvm": tvm.__version__, "target": self.target(), "onnx": onnx.__version__}
+        database = self.tuning_db()
+        state = "untuned (deploy --tune-trials 0)" if database is None else f"tuned: database {database}"
+        return {
+            **super().metadata(),
+            "tvm": tvm.__version__,
+            "target": self.target(),
+            "onnx": onnx.__version__,
+            "tuning_state": state,
+        }

@@ -1,8 +1,9 @@
 """`edgenas deploy` and `edgenas run`: package a network for a target, and run a package.
 
 deploy: (train the architecture, unless --weights are given) -> ONNX with
-parity checks -> TVM library for --target (tuned with --tune-trials) ->
-artifact folder with manifest.json. run: load a folder (sha256 checked),
+parity checks -> TVM library for --target (tuned by default, within
+--tune-minutes, into the target's persistent tuning database) -> artifact
+folder with manifest.json. run: load a folder (sha256 checked),
 preprocess the input as the manifest says, print the top predictions.
 Detection and segmentation architectures and artifacts take the same
 commands (``nas.cli.dense_deploy``: boxes or a class histogram, --out overlay).
@@ -23,6 +24,7 @@ from deploy import (
     Predictor,
     Preprocessing,
     check_board,
+    default_tuning_db,
     deploy_model,
     get_target,
     known_targets,
@@ -39,6 +41,11 @@ from search_spaces import ArchConfig
 from search_spaces.errors import EdgeNasError
 
 logger = logging.getLogger(__name__)
+
+# Tuning by default: the budget is shared out by task FLOPs, heaviest task first, so the minutes go where
+# the time goes; the persistent database makes the next deploy of similar layers start where this one stopped.
+DEFAULT_TUNE_TRIALS = 1000
+DEFAULT_TUNE_MINUTES = 3.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,9 +66,26 @@ def _register_deploy(subparsers: argparse._SubParsersAction) -> None:
     deploy.add_argument("--epochs", type=int, default=20, help="training epochs when no --weights (default 20)")
     deploy.add_argument("--seed", type=int, default=0, help="seed of the data split and of training")
     deploy.add_argument("--target", default="x86_64", help=f"one of {', '.join(known_targets())} (default x86_64)")
-    deploy.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials for the model (0: untuned)")
     deploy.add_argument(
-        "--tuning-db", type=Path, default=None, help="tuning database folder, reused across runs; alone: apply it"
+        "--tune-trials",
+        type=int,
+        default=None,
+        help=f"MetaSchedule trials for the model (0: untuned; default {DEFAULT_TUNE_TRIALS} when candidates can be "
+        "measured here or on --rpc-tracker's board, else 0)",
+    )
+    deploy.add_argument(
+        "--tune-minutes",
+        type=float,
+        default=DEFAULT_TUNE_MINUTES,
+        help=f"stop starting tuning tasks after this long (default {DEFAULT_TUNE_MINUTES:g}; a later deploy "
+        "goes on where it stopped)",
+    )
+    deploy.add_argument(
+        "--tuning-db",
+        type=Path,
+        default=None,
+        help="tuning database folder, reused across runs (default: the target's, "
+        "$EDGENAS_TUNING_DB/TARGET or ~/.cache/edgenas/tvm/TARGET); with --tune-trials 0: apply it",
     )
     deploy.add_argument("--threads", type=int, default=1, help="CPU threads for tuning and timing (default 1)")
     deploy.add_argument("--rpc-tracker", default=None, metavar="HOST:PORT", help="TVM RPC tracker of a board")
@@ -92,10 +116,17 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 def run_deploy(args: argparse.Namespace) -> int:
     target = get_target(args.target)  # unknown target / missing cross compiler: fail before training
     target.linker()
+    trials = args.tune_trials
+    if trials is None:
+        trials = DEFAULT_TUNE_TRIALS if (target.runs_on_host()[0] or args.rpc_tracker) else 0
+    tuning_db = args.tuning_db
+    if tuning_db is None and trials > 0:
+        tuning_db = default_tuning_db(target.name)
     settings = DeploySettings(
         target=args.target,
-        tuning_trials=args.tune_trials,
-        tuning_db=args.tuning_db,
+        tuning_trials=trials,
+        tuning_db=tuning_db,
+        tune_minutes=args.tune_minutes,
         num_threads=args.threads,
         rpc_tracker=args.rpc_tracker,
         rpc_key=args.rpc_key,

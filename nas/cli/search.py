@@ -9,6 +9,7 @@ import sys
 from nas.cli.common import format_table
 from nas.proxies import DEFAULT_PROXY, PROXIES
 from nas.search import MODES, PRUNERS, STRATEGIES, SearchResult, run_search, trial_rows
+from nas.search.counting import tally
 from nas.search.objective import CandidateFailed
 from nas.search.report import empty_front_hint
 from nas.search.settings import SearchSettings
@@ -40,7 +41,11 @@ def _what(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-dir", default=None, help="data folder or file for fashion-mnist/folder/npz/coco/masks")
     parser.add_argument(
-        "--trials", type=int, default=DEFAULTS.trials, help="candidates the study ends with (%(default)s)"
+        "--trials",
+        type=int,
+        default=DEFAULTS.trials,
+        help="candidates evaluated (trained, or scored in zeroshot mode), all workers together; budget breakers, "
+        "duplicates and screened candidates are free (%(default)s)",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy, help="sampler (%(default)s)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULTS.mode, help="how candidates are scored (%(default)s)")
@@ -79,6 +84,13 @@ def _study(parser: argparse.ArgumentParser) -> None:
         dest="feasible_start",
         action="store_false",
         help="draw the first generation at random from the whole space, not from inside the budgets",
+    )
+    group.add_argument(
+        "--max-proposals-per-evaluation",
+        type=int,
+        default=DEFAULTS.max_proposals_per_evaluation,
+        help="stop (one-line error) when budgets admit so few candidates that this many proposals per evaluation "
+        "were made (%(default)s)",
     )
     group.add_argument("--heartbeat-s", type=int, default=DEFAULTS.heartbeat_s, help="trial heartbeat (%(default)s)")
     group.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip evaluating baseline.yaml")
@@ -153,6 +165,7 @@ def _print_summary(result: SearchResult) -> None:
         states[row.state] = states.get(row.state, 0) + 1
     print(f"study {result.settings.study}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in states.items())})")
     print(f"trained candidates breaking a budget: {breaking} of {len(trained)}")
+    print(tally(result.study.get_trials(deepcopy=False)).describe())
     value = "proxy" if result.settings.mode == "zeroshot" else "val acc"
     table = [
         (p.trial, p.arch.arch_id, p.value, p.latency_ms, p.params, round(p.peak_memory_kib, 1)) for p in result.pareto

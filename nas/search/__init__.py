@@ -4,9 +4,11 @@ One entry point, :func:`run_search` (``edgenas search`` on the command
 line). The modules follow the life of a trial:
 
     settings   SearchSettings: every knob, its default and why
-    budgets    hard budgets (latency, params, peak memory) and their constraint values
-    study      storage, study, samplers (evolution = NSGA-II, tpe, random), pruners
-    objective  one trial: suggest, measure, refuse budget breakers, evaluate, record
+    budgets    hard budgets (latency, params, peak memory), their constraint values, the spread feasible start
+    counting   what the budget counts: evaluations; infeasible, duplicate and screened proposals are free
+    study      storage, study, samplers (evolution = NSGA-II, tpe, random, gp, surrogate), pruners
+    surrogate  the predictor-guided sampler: a model of accuracy searched with the latency estimator
+    objective  one trial: suggest, measure, refuse budget breakers, screen, claim an evaluation, evaluate, record
     modes      multishot / zeroshot / hybrid evaluators
     resume     interrupted trials (heartbeat, dead workers), one retry, warm-start queueing
     records    TrialRow, ParetoPoint: the trials and the Pareto front as read from the storage
@@ -21,7 +23,7 @@ from nas.search.modes import Evaluator
 from nas.search.records import ParetoPoint, TrialRow, pareto_front, trial_rows
 from nas.search.results import write_results
 from nas.search.resume import enqueue_archs
-from nas.search.runner import SearchResult, run_search, run_with_latency_fn
+from nas.search.runner import ProposalsExhausted, SearchResult, run_search, run_with_latency_fn
 from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Evaluator",
     "Measured",
     "ParetoPoint",
+    "ProposalsExhausted",
     "SearchError",
     "SearchResult",
     "SearchSettings",

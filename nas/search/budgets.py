@@ -30,6 +30,9 @@ __all__ = [
     "check_reachable",
     "feasible_archs",
     "measure",
+    "random_sized_choices",
+    "random_sized_point",
+    "spread_feasible_archs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ LatencyFn = Callable[[Sequence[ArchConfig]], np.ndarray]
 KIB = 1024
 SCARCE_SHARE = 0.02  # below this feasible share, warn: most proposals will be budget breakers (instant, untrained)
 REPAIR_STEPS = 64  # a repair that has not fitted after this many changes gives up
+SPREAD_POOL = 768  # random-size candidates behind a spread start population (one batched estimator call)
 
 
 class SearchError(EdgeNasError):
@@ -195,6 +199,73 @@ def feasible_archs(
         if len(found) >= count:
             break
     return list(found.values())
+
+
+def spread_feasible_archs(
+    space: SearchSpace,
+    budgets: Budgets,
+    latency_fn: LatencyFn,
+    *,
+    dtype_bytes: int,
+    count: int,
+    rng: np.random.Generator,
+    pool: int = SPREAD_POOL,
+) -> list[ArchConfig]:
+    """Up to ``count`` distinct feasible architectures spread evenly over the feasible latency range.
+
+    The candidates: the space's smallest points (the fastest end), ``pool``
+    points drawn at random *sizes* (each point picks a size level in [0, 1]
+    and every numeric choice near that level, so small networks are as likely
+    as large ones; plain random points are mostly large) and a few random
+    points repaired into the budgets (the boundary). From the feasible ones,
+    the latency range from the fastest to the slowest is cut into ``count``
+    equal bins and one candidate is drawn from each; bins left empty are
+    filled by the candidates farthest in latency from those already taken.
+    """
+    candidates = _smallest_points(space, 16, rng) + [random_sized_point(space, rng) for _ in range(pool)]
+    candidates += [a for a in (_repaired(space, budgets, latency_fn, dtype_bytes, rng) for _ in range(4)) if a]
+    unique = list({arch.arch_id: arch for arch in candidates}.values())
+    measured = measure(unique, latency_fn, dtype_bytes=dtype_bytes)
+    feasible = [(m.latency_ms, a) for a, m in zip(unique, measured) if not budgets.violations(m)]
+    if not feasible:
+        return feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
+    return _spread(sorted(feasible, key=lambda p: p[0]), count, rng)
+
+
+def random_sized_point(space: SearchSpace, rng: np.random.Generator) -> ArchConfig:
+    """A random point around a random size level: numeric choices near the level's quantile, block types at random."""
+    return space.resolve(random_sized_choices(space, rng))
+
+
+def random_sized_choices(space: SearchSpace, rng: np.random.Generator) -> dict:
+    """The choices (every parameter) of :func:`random_sized_point`."""
+    level = rng.random()
+    point = {}
+    for name, choices in space.parameters().items():
+        if isinstance(choices[0], str) or len(choices) == 1:
+            point[name] = choices[rng.integers(len(choices))]
+            continue
+        ordered = sorted(choices)
+        index = int(np.clip(np.rint(level * (len(ordered) - 1) + rng.normal(0.0, 0.5)), 0, len(ordered) - 1))
+        point[name] = ordered[index]
+    return point
+
+
+def _spread(feasible: list[tuple[float, ArchConfig]], count: int, rng: np.random.Generator) -> list[ArchConfig]:
+    """One candidate per equal latency bin (``feasible`` sorted by latency), then the farthest from those taken."""
+    latencies = np.array([ms for ms, _ in feasible])
+    low, high = latencies[0], latencies[-1]
+    edges = np.linspace(low, high, count + 1)
+    chosen = [0]  # the fastest feasible network always starts
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        members = [i for i in np.flatnonzero((latencies >= lo) & (latencies <= hi)) if i not in chosen]
+        if members and len(chosen) < count:
+            chosen.append(int(members[rng.integers(len(members))]))
+    while len(chosen) < min(count, len(feasible)):
+        gaps = np.min(np.abs(latencies[:, None] - latencies[chosen][None, :]), axis=1)
+        gaps[chosen] = -1.0
+        chosen.append(int(np.argmax(gaps)))
+    return [feasible[i][1] for i in sorted(chosen)]
 
 
 def _repaired(

@@ -6,13 +6,17 @@
 * ``zeroshot``: no training; the value is a trainability proxy (nas.proxies)
   of the network at initialisation.
 * ``hybrid``: every feasible candidate is scored by the proxy; it is trained
-  (multishot) only when its score is among the top ``1/screen_ratio`` of all
-  proxy scores seen so far: precisely, when fewer than ``ceil(n / K)`` of the
-  ``n`` scores (this study's screened candidates, every worker's, itself and a
-  reference pool of ``REFERENCE_PER_RATIO * K`` random feasible
-  architectures scored when the study is created) beat it. The others are
-  recorded as SCREENED (Optuna state PRUNED) and never trained, so the study
-  screens about K candidates per training it pays for.
+  (multishot) only when its score is among the top ``1/screen_ratio`` of the
+  candidates *of similar latency*: precisely, when fewer than ``ceil(n / K)``
+  of the ``n`` scores (itself and its ``NEIGHBOURS_PER_RATIO * K`` nearest
+  neighbours in latency among this study's screened candidates, every
+  worker's, and a reference pool of ``REFERENCE_PER_RATIO * K`` feasible
+  architectures spread over the feasible latency range, scored when the study
+  is created) beat it. Ranked against all candidates, a size-driven proxy
+  (params, synflow) would train only the largest, slowest networks; ranked
+  against its latency neighbours, the best of every latency trains. The others
+  are recorded as SCREENED (Optuna state PRUNED) and never trained; they are
+  free proposals, not evaluations.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import numpy as np
 import optuna
 
 from nas.datasets import DENSE_DATASETS, Dataset, load_dataset
@@ -46,9 +51,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_ATTR = "edgenas.proxy_reference"
-# Reference pool size per unit of screen ratio: enough scores for a stable top-1/K threshold from the first trial.
-REFERENCE_PER_RATIO = 4
+# [proxy score, latency ms] of the reference pool (``edgenas.proxy_reference``, scores only, was the old global pool)
+REFERENCE_ATTR = "edgenas.proxy_reference_points"
+# Reference pool per unit of screen ratio, spread over the feasible latency range: every candidate has
+# NEIGHBOURS_PER_RATIO * K neighbours of similar latency to be ranked against from the first trial.
+REFERENCE_PER_RATIO = 12
+NEIGHBOURS_PER_RATIO = 3
 
 
 def set_outcome(trial: optuna.Trial, outcome: str, reason: str = "") -> None:
@@ -103,6 +111,13 @@ class Evaluator(abc.ABC):
 
     def prepare(self, study: optuna.Study) -> None:  # noqa: B027 - optional hook
         """Per-run set-up; nothing by default."""
+
+    def screen(self, trial: optuna.Trial, arch: ArchConfig) -> None:  # noqa: B027 - optional hook
+        """Called before :meth:`evaluate`; raises ``optuna.TrialPruned`` (after :func:`set_outcome`) to skip it.
+
+        A screened candidate is a free proposal: it does not use one of the study's evaluations.
+        Nothing is screened by default.
+        """
 
     @abc.abstractmethod
     def evaluate(self, trial: optuna.Trial, arch: ArchConfig) -> float: ...
@@ -188,9 +203,11 @@ class HybridEvaluator(Evaluator):
         zeroshot: ZeroShotEvaluator,
         multishot: MultiShotEvaluator,
         reference_archs: Callable[[int], list[ArchConfig]],
+        latency_fn: Callable[[list[ArchConfig]], np.ndarray],
     ) -> None:
         self.ratio, self.proxy = settings.screen_ratio, settings.proxy
         self.zeroshot, self.multishot, self.reference_archs = zeroshot, multishot, reference_archs
+        self.latency_fn = latency_fn
         self.study: optuna.Study | None = None
 
     def prepare(self, study: optuna.Study) -> None:
@@ -198,35 +215,49 @@ class HybridEvaluator(Evaluator):
         self.study = study
         if REFERENCE_ATTR not in study.user_attrs:
             archs = self.reference_archs(REFERENCE_PER_RATIO * self.ratio)
-            study.set_user_attr(REFERENCE_ATTR, [self.zeroshot.score(arch) for arch in archs])
+            latencies = np.asarray(self.latency_fn(archs), dtype=float) if archs else np.zeros(0)
+            points = [[self.zeroshot.score(arch), float(ms)] for arch, ms in zip(archs, latencies)]
+            study.set_user_attr(REFERENCE_ATTR, points)
             logger.info("hybrid: scored a reference pool of %d feasible architectures", len(archs))
 
-    def evaluate(self, trial: optuna.Trial, arch: ArchConfig) -> float:
+    def screen(self, trial: optuna.Trial, arch: ArchConfig) -> None:
         score = self.zeroshot.evaluate(trial, arch)
-        pool = self._screened_scores(trial.number)
+        latency_ms = float(trial.user_attrs["latency_ms"])
+        pool = _nearest(self._screened_points(trial.number), latency_ms, NEIGHBOURS_PER_RATIO * self.ratio)
         n = len(pool) + 1
         quota = math.ceil(n / self.ratio)
-        better = sum(other > score for other in pool)
+        better = sum(other > score for other, _ in pool)
         trial.set_user_attr("proxy_rank", better + 1)
         if better >= quota:
             reason = (
-                f"{self.proxy} {score:.4g} ranks {better + 1} of {n} screened; the top {quota} (1/{self.ratio}) train"
+                f"{self.proxy} {score:.4g} ranks {better + 1} of the {n} screened nearest in latency; "
+                f"the top {quota} (1/{self.ratio}) train"
             )
             set_outcome(trial, "SCREENED", reason)
             raise optuna.TrialPruned(reason)
+
+    def evaluate(self, trial: optuna.Trial, arch: ArchConfig) -> float:
         return self.multishot.evaluate(trial, arch)
 
     def reference(self, arch: ArchConfig) -> dict[str, float]:
         return {**self.multishot.reference(arch), "proxy_score": self.zeroshot.score(arch)}
 
-    def _screened_scores(self, number: int) -> list[float]:
+    def _screened_points(self, number: int) -> list[tuple[float, float]]:
+        """(proxy score, latency ms) of the reference pool and every other screened candidate of the study."""
         assert self.study is not None, "prepare() runs before the first trial"
         study = self.study
-        scores = list(study.user_attrs.get(REFERENCE_ATTR, []))
+        points = [(float(s), float(ms)) for s, ms in study.user_attrs.get(REFERENCE_ATTR, [])]
         for other in study.get_trials(deepcopy=False):
-            if other.number != number and "proxy_score" in other.user_attrs and "duplicate_of" not in other.user_attrs:
-                scores.append(float(other.user_attrs["proxy_score"]))
-        return scores
+            attrs = other.user_attrs
+            if other.number != number and "proxy_score" in attrs and "duplicate_of" not in attrs:
+                points.append((float(attrs["proxy_score"]), float(attrs["latency_ms"])))
+        return points
+
+
+def _nearest(points: list[tuple[float, float]], latency_ms: float, count: int) -> list[tuple[float, float]]:
+    """The ``count`` points closest to ``latency_ms`` (on a log scale: a ratio of latencies is what matters)."""
+    target = math.log(max(latency_ms, 1e-12))
+    return sorted(points, key=lambda p: abs(math.log(max(p[1], 1e-12)) - target))[:count]
 
 
 def make_evaluator(
@@ -234,6 +265,7 @@ def make_evaluator(
     data: DataCache,
     fidelity: optuna.Study | None,
     reference_archs: Callable[[int], list[ArchConfig]],
+    latency_fn: Callable[[list[ArchConfig]], np.ndarray],
 ) -> Evaluator:
     if settings.mode == "zeroshot":
         return ZeroShotEvaluator(settings, data)
@@ -241,4 +273,4 @@ def make_evaluator(
     multishot = MultiShotEvaluator(settings, data, fidelity)
     if settings.mode == "multishot":
         return multishot
-    return HybridEvaluator(settings, ZeroShotEvaluator(settings, data), multishot, reference_archs)
+    return HybridEvaluator(settings, ZeroShotEvaluator(settings, data), multishot, reference_archs, latency_fn)

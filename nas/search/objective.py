@@ -12,17 +12,24 @@ edgenas lists it as INFEASIBLE. A candidate that fails (build error,
 divergence, out of memory) is recorded as FAIL with the reason and the search
 goes on. The same architecture proposed again reuses the earlier result
 (``duplicate_of``) instead of being trained twice.
+
+Budget breakers, duplicates and screened candidates are free proposals; only
+an evaluation counts toward the study's N (:mod:`nas.search.counting`). A
+candidate that passes the screen claims an evaluation first; when the study
+(all workers together) already holds N, it is recorded as SURPLUS, unevaluated.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.budgets import Budgets, LatencyFn, Measured, measure
+from nas.search.counting import claim_evaluation
 from nas.search.modes import Evaluator, set_outcome
 from nas.search.resume import mark_worker
 from nas.search.slots import SURPLUS_ATTR
@@ -42,6 +49,7 @@ CANDIDATE_FAILURES: tuple[type[BaseException], ...] = (
     ArithmeticError,
 )
 REUSABLE = ("COMPLETE", "PRUNED", "SCREENED")
+T = TypeVar("T")
 
 
 class CandidateFailed(Exception):
@@ -61,10 +69,12 @@ class Objective:
         evaluator: Evaluator,
         memory_objective: bool,
         surplus: Callable[[optuna.Trial], str | None] | None = None,
+        target: int | None = None,
     ) -> None:
         self.space, self.budgets, self.latency_fn = space, budgets, latency_fn
         self.dtype_bytes, self.evaluator, self.memory_objective = dtype_bytes, evaluator, memory_objective
         self.surplus = surplus  # why a trial just started is one too many (other workers fill the target), or None
+        self.target = target  # the study's evaluations (N); None: no claim, every candidate is evaluated
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         mark_worker(trial)
@@ -83,7 +93,11 @@ class Objective:
         source = _earlier_result(trial, arch.arch_id)
         if source is not None:
             return self._reuse(trial, source, measured)
-        value = self._evaluate(trial, arch)
+        self._guarded(trial, arch, self.evaluator.screen)
+        if self.target is not None and not claim_evaluation(trial, self.target):
+            set_outcome(trial, "SURPLUS", f"the study already holds its {self.target} evaluations; not evaluated")
+            raise optuna.TrialPruned("surplus")  # the run's callback stops the worker
+        value = self._guarded(trial, arch, self.evaluator.evaluate)
         set_outcome(trial, "COMPLETE")
         return self.values(value, measured)
 
@@ -99,9 +113,10 @@ class Objective:
         for name, value in self.budgets.constraints(measured).items():
             trial.set_constraint(name, value)
 
-    def _evaluate(self, trial: optuna.Trial, arch: ArchConfig) -> float:
+    def _guarded(self, trial: optuna.Trial, arch: ArchConfig, step: Callable[[optuna.Trial, ArchConfig], T]) -> T:
+        """Run a screening or evaluation step; a failing candidate is recorded as FAIL."""
         try:
-            return self.evaluator.evaluate(trial, arch)
+            return step(trial, arch)
         except optuna.TrialPruned:
             raise
         except CANDIDATE_FAILURES as exc:

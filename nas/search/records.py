@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.counting import counts_toward_budget
 from nas.search.settings import SearchSettings
 from search_spaces import ArchConfig
 
@@ -31,6 +32,7 @@ CSV_COLUMNS = (
     "params",
     "peak_memory_kib",
     "seconds",
+    "evaluated",  # 1: this trial used one of the study's N evaluations; 0: a free proposal (nas.search.counting)
 )
 
 
@@ -38,7 +40,7 @@ CSV_COLUMNS = (
 class TrialRow:
     """One trial as edgenas reports it.
 
-    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SKIPPED, RUNNING or WAITING.
+    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SURPLUS, SKIPPED, RUNNING or WAITING.
     """
 
     number: int
@@ -55,9 +57,11 @@ class TrialRow:
     seconds: float | None
     trained: bool  # training ran (to the end or until pruned), duplicates excluded
     violates_budget: bool  # any constraint > 0
+    evaluated: bool = False  # counts toward the study's N (trained or scored); free proposals do not
+    duplicate: bool = False  # the same architecture as an earlier trial, whose result it reuses
 
     def csv_values(self) -> list[Any]:
-        return [getattr(self, column) for column in CSV_COLUMNS]
+        return [int(self.evaluated) if column == "evaluated" else getattr(self, column) for column in CSV_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
         seconds=seconds,
         trained="val_history" in attrs and "duplicate_of" not in attrs,
         violates_budget=any(v > 0 for v in trial.constraints.values()),
+        evaluated=counts_toward_budget(trial),
+        duplicate="duplicate_of" in attrs,
     )
 
 

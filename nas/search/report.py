@@ -10,7 +10,17 @@ from nas.search.settings import SearchSettings
 
 __all__ = ["best_vs_baseline", "empty_front_hint", "latency_change", "render_report"]
 
-STATE_ORDER = ("COMPLETE", "INFEASIBLE", "PRUNED", "SCREENED", "FAIL", "SKIPPED", "RUNNING", "WAITING")
+STATE_ORDER = (
+    "COMPLETE",
+    "INFEASIBLE",
+    "PRUNED",
+    "SCREENED",
+    "FAIL",
+    "SURPLUS",
+    "SKIPPED",
+    "RUNNING",
+    "WAITING",
+)
 
 
 def render_report(
@@ -29,7 +39,7 @@ def render_report(
         f"    {settings_command(settings)}",
         "",
         *_settings_section(settings, extra),
-        *_trials_section(rows),
+        *_trials_section(rows, settings),
         "## Pareto front",
         "",
         *_pareto_table(front, value_name, empty_front_hint(rows, settings) if rows else ""),
@@ -52,7 +62,7 @@ def _settings_section(settings: SearchSettings, extra: dict[str, Any]) -> list[s
         ("objectives", ", ".join(_objectives(settings))),
         ("budgets", settings.budgets.describe()),
         ("peak memory data type", dtype),
-        ("target trials", settings.trials),
+        ("target evaluations (--trials)", settings.trials),
         ("seed", settings.seed),
     ]
     return ["## Settings", "", "| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
@@ -91,7 +101,24 @@ def _objectives(settings: SearchSettings) -> list[str]:
     return [first, "minimise latency_ms"] + (["minimise peak memory"] if settings.memory_objective else [])
 
 
-def _trials_section(rows: list[TrialRow]) -> list[str]:
+def _budget_line(rows: list[TrialRow], settings: SearchSettings) -> str:
+    """What the study paid for (evaluations) and what it proposed for free."""
+    proposals = [r for r in rows if r.state not in ("SURPLUS", "RUNNING", "WAITING")]
+    evaluated = sum(r.evaluated for r in proposals)
+    free = [r for r in proposals if not r.evaluated]
+    duplicates = sum(r.duplicate for r in free)
+    infeasible = sum(r.state == "INFEASIBLE" for r in free)
+    screened = sum(r.state == "SCREENED" and not r.duplicate for r in free)
+    trained = sum(r.trained and r.evaluated for r in proposals)
+    per = f"{len(proposals) / evaluated:.1f}" if evaluated else "n/a"
+    return (
+        f"Budget: {evaluated} of {settings.trials} evaluations ({trained} trained) from {len(proposals)} proposals "
+        f"({per} per evaluation); free proposals: {infeasible} infeasible, {screened} screened, "
+        f"{duplicates} duplicates."
+    )
+
+
+def _trials_section(rows: list[TrialRow], settings: SearchSettings) -> list[str]:
     counts = Counter(row.state for row in rows)
     listed = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts[s])
     trained = [row for row in rows if row.trained]
@@ -102,6 +129,7 @@ def _trials_section(rows: list[TrialRow]) -> list[str]:
         "## Trials",
         "",
         f"{len(rows)} trials: {listed or 'none'}.",
+        _budget_line(rows, settings),
         f"Trained candidates that break a budget: {breaking} of {len(trained)} ({share}).",
         f"Trial time: {sum(finished):.0f} s in total.",
         "",

@@ -3,7 +3,8 @@
 settings -> space (at the device's P) -> data -> budgets reachable?
          -> storage + study (resume: interrupted trials failed and retried once)
          -> evaluator (zeroshot | multishot | hybrid) -> baseline, once per study
-         -> study.optimize(Objective) until the study holds `trials` finished candidates
+         -> study.optimize(Objective) until the study holds `trials` evaluations (proposals that break a budget,
+            duplicates and screened candidates are free), or too many proposals per evaluation
          -> results/<study>/: trials.csv, pareto.json + pareto/*.yaml, pareto.png, report.md
 """
 
@@ -22,7 +23,8 @@ from optuna.storages import BaseStorage
 
 from nas.datasets import Dataset
 from nas.dense_datasets import DenseDataset
-from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, feasible_archs, measure
+from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
+from nas.search.counting import Tally, committed, proposals_exhausted, tally
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
@@ -30,21 +32,25 @@ from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, reco
 from nas.search.settings import SearchSettings
 from nas.search.slots import surplus_reason, wait_for_slot
 from nas.search.study import (
-    TPE_STARTUP_TRIALS,
+    STARTUP_TRIALS,
     make_sampler,
     make_storage,
     open_fidelity_study,
     open_study,
     sampler_seed,
 )
+from nas.search.surrogate import ProposalContext
 from search_spaces import ArchConfig, SearchSpace, baseline_arch, load_space
 
-__all__ = ["SearchResult", "run_search", "run_with_latency_fn"]
+__all__ = ["ProposalsExhausted", "SearchResult", "run_search", "run_with_latency_fn"]
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_MAX_WAIT_S = 300.0  # how long a worker waits for other workers' trials on a journal file, then stops
 PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
+# Free proposals (budget breakers, duplicates, screened) take milliseconds: rewriting every result file after each
+# would make a search of thousands of proposals quadratic. After an evaluation the files are always rewritten.
+RESULTS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +61,17 @@ class SearchResult:
     settings: SearchSettings
 
 
+class ProposalsExhausted(SearchError):
+    """The search stopped short of its evaluations: the budgets (or a small space) admit too few new candidates.
+
+    The result files are written; ``result`` holds the study and its front as they are.
+    """
+
+    def __init__(self, message: str, result: SearchResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def run_search(
     *,
     space: str | Path,
@@ -62,7 +79,7 @@ def run_search(
     dataset: str,
     study: str = "edgenas",
     trials: int = 60,
-    strategy: str = "evolution",
+    strategy: str = "surrogate",
     mode: str = "hybrid",
     latency_budget_ms: float | None = None,
     max_params: int | None = None,
@@ -87,14 +104,19 @@ def run_search(
     threads: int | None = 1,
     heartbeat_s: int = 10,
     baseline: bool = True,
+    max_proposals_per_evaluation: int = 200,
     warm_start: Sequence[ArchConfig] = (),
     progress: bool = False,
 ) -> SearchResult:
     """Search ``space`` for accurate networks that are fast on ``device``; returns the study and its Pareto front.
 
-    Running it again with the same ``study`` (and ``results_dir``/``storage``)
-    resumes: trials already finished are kept, an interrupted one is retried
-    once, and the run stops when the study holds ``trials`` finished candidates.
+    ``trials`` is the number of candidates *evaluated* (trained, or scored in
+    zeroshot mode), all workers together: proposals that break a budget,
+    duplicates and screened-out candidates are recorded and told to the
+    sampler but cost nothing from it (:mod:`nas.search.counting`). Running it
+    again with the same ``study`` (and ``results_dir``/``storage``) resumes:
+    trials already finished are kept, an interrupted one is retried once, and
+    the run stops when the study holds ``trials`` evaluations.
     Every argument is described in :class:`nas.search.SearchSettings` (same
     names and defaults); ``proxy=None`` picks ``nas.proxies.DEFAULT_PROXY``.
     ``warm_start`` architectures are queued as the first new trials.
@@ -102,15 +124,19 @@ def run_search(
 
     Raises :class:`SearchError` (and other one-line ``EdgeNasError``) for bad
     settings: unknown strategy, mode, device or dataset, a budget <= 0 or one
-    that even the smallest candidates break, a study created with other settings.
+    that even the smallest candidates break, a study created with other settings;
+    and, once the result files are written, :class:`ProposalsExhausted` (a
+    SearchError holding the result) when the search made
+    ``max_proposals_per_evaluation`` proposals per evaluation (budgets that
+    admit almost nothing, or fewer feasible networks in the space than ``trials``).
     """
     options = {k: v for k, v in locals().items() if k not in ("warm_start", "progress")}
     options.update(space=str(space), results_dir=str(results_dir), data_dir=None if data_dir is None else str(data_dir))
     if options["proxy"] is None:
         del options["proxy"]
     settings = SearchSettings(**options)
-    _check_estimator_scores(settings)
-    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device)
+    task = load_space(settings.space).task
+    latency_fn, dtype_bytes, parallelism_factor = estimator_for(settings.device, task=task)
     return run_with_latency_fn(
         settings,
         latency_fn=latency_fn,
@@ -121,24 +147,18 @@ def run_search(
     )
 
 
-def _check_estimator_scores(settings: SearchSettings) -> None:
-    """The latency estimators decompose classification networks only: a dense space is refused, not mis-scored."""
-    task = load_space(settings.space).task
-    if task != "classification":
-        raise SearchError(
-            f"{settings.space}: the latency estimator of {settings.device!r} cannot score {task} networks yet "
-            f"(their neck and head ops, resize/add/lateral/separable/output convs, are neither decomposed nor profiled)"
-        )
-
-
-def estimator_for(device: str) -> tuple[LatencyFn, int, int]:
+def estimator_for(device: str, *, task: str = "classification") -> tuple[LatencyFn, int, int]:
     """(batched latency function, activation bytes of the device's data type, parallelism factor P); a simulated
-    device without an estimator gets one built (seconds)."""
+    device without an estimator gets one built (seconds). For a dense ``task``, an estimator built before dense
+    networks were estimated is refused here, in one line that says to rebuild it."""
     from latency_estimator.build import obtain_estimator
     from latency_estimator.devices import get_device
+    from latency_estimator.subgraph import DENSE_KINDS
 
     chosen = get_device(device)
     estimator = obtain_estimator(chosen)
+    if task != "classification":
+        estimator.require_kinds([kind for kind in DENSE_KINDS if kind != "concat"])
     return estimator.predict_many, chosen.dtype_bytes, chosen.parallelism_factor
 
 
@@ -162,10 +182,11 @@ def run_with_latency_fn(
         )
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
     check_writable(settings.study_dir)  # before the first trial: a report that cannot be written would be lost
-    study, storage, fidelity = _open_studies(settings)
+    context = ProposalContext(space, settings.budgets, latency_fn, dtype_bytes)
+    study, storage, fidelity = _open_studies(settings, context)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
     _queue_known(study, space, settings, warm_start, reference)
-    evaluator = make_evaluator(settings, data, fidelity, reference)
+    evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
     evaluator.prepare(study)
     if settings.baseline and BASELINE_ATTR not in study.user_attrs:
         _evaluate_baseline(study, settings, evaluator, latency_fn, dtype_bytes, parallelism_factor, space)
@@ -179,21 +200,26 @@ def run_with_latency_fn(
         surplus=lambda trial: surplus_reason(
             trial, target=settings.trials, counted=counted_trials, pending=pending_retries
         ),
+        target=settings.trials,
     )
     extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
     _optimize(study, storage, objective, settings, extra, progress)
     if fidelity is not None:  # a worker killed mid-training left its fidelity trial RUNNING
         fail_orphaned_fidelity_trials(fidelity, study, storage)
     front = write_results(study, settings, extra=extra)
-    return SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+    result = SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+    _raise_if_exhausted(result)
+    return result
 
 
-def _open_studies(settings: SearchSettings) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
+def _open_studies(
+    settings: SearchSettings, context: ProposalContext
+) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
     """The study (interrupted trials failed and queued for their retry) and, when training, its fidelity study."""
     storage, where = make_storage(settings)
     study = open_study(settings, storage, optuna.samplers.RandomSampler())
     logger.info("study %r in %s", settings.study, where)
-    study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)))
+    study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)), context)
     recover_interrupted(study, storage)
     if not settings.trains:
         return study, storage, None
@@ -216,7 +242,7 @@ def _queue_known(
     if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
         # No more than the study will run: the rest would be left WAITING once the target is reached.
         count = min(population_size_of(settings), settings.trials)
-        enqueue_archs(study, space, reference(count), source="feasible random start")
+        enqueue_archs(study, space, reference(count), source="feasible start, spread in latency")
 
 
 def _plain_storage(settings: SearchSettings, storage):
@@ -225,8 +251,8 @@ def _plain_storage(settings: SearchSettings, storage):
 
 
 def population_size_of(settings: SearchSettings) -> int:
-    """Trials the sampler draws at random before it learns: NSGA-II's first generation, TPE's start-up trials."""
-    return settings.population_size if settings.strategy == "evolution" else TPE_STARTUP_TRIALS
+    """Trials the sampler draws at random before it learns: NSGA-II's first generation, the others' start-up."""
+    return settings.population_size if settings.strategy == "evolution" else STARTUP_TRIALS[settings.strategy]
 
 
 def _check_fits(space: SearchSpace, data: DataCache, settings: SearchSettings) -> None:
@@ -257,11 +283,11 @@ def _check_fits_dense(space: SearchSpace, dataset: DenseDataset | Dataset, setti
 
 
 def _feasible_sampler(space: SearchSpace, budgets: Budgets, latency_fn: LatencyFn, dtype_bytes: int, seed: int):
-    """``count -> up to count distinct random architectures within the budgets`` (the same ones for a seed)."""
+    """``count -> up to count distinct feasible architectures spread over the feasible latency range`` (per seed)."""
 
     def sample(count: int) -> list[ArchConfig]:
         rng = np.random.default_rng(seed + 1)
-        return feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
+        return spread_feasible_archs(space, budgets, latency_fn, dtype_bytes=dtype_bytes, count=count, rng=rng)
 
     return sample
 
@@ -303,8 +329,8 @@ def _evaluate_baseline(
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Finished candidates: every trial edgenas gave an outcome (interrupted ones, retried, do not count)."""
-    return sum("outcome" in t.user_attrs and t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    """Evaluations so far (trained or scored candidates; interrupted ones, retried, and free proposals do not count)."""
+    return tally(study.get_trials(deepcopy=False)).evaluated
 
 
 def pending_retries(study: optuna.Study) -> int:
@@ -314,12 +340,33 @@ def pending_retries(study: optuna.Study) -> int:
 
 
 def finished(study: optuna.Study, settings: SearchSettings) -> bool:
-    """The run ends at the target, once no interrupted architecture waits for its retry.
+    """The run ends when the study's evaluations, finished or under way, reach the target and no interrupted
+    architecture waits for its retry.
 
     Optuna runs queued trials oldest first, so a retry may come after
-    architectures queued earlier (the feasible start); they run too.
+    architectures queued earlier (the feasible start); past the target those
+    are recorded as SURPLUS, unevaluated, and the retry is evaluated.
     """
-    return counted_trials(study) >= settings.trials and not pending_retries(study)
+    trials = study.get_trials(deepcopy=False)
+    return committed(trials) >= settings.trials and not pending_retries(study)
+
+
+def exhausted(counts: Tally, settings: SearchSettings) -> bool:
+    return counts.evaluated < settings.trials and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
+
+
+def _raise_if_exhausted(result: SearchResult) -> None:
+    study, settings = result.study, result.settings
+    counts = tally(study.get_trials(deepcopy=False))
+    if exhausted(counts, settings):
+        raise ProposalsExhausted(
+            f"search {settings.study!r} stopped after {counts.proposals:,} proposals for {counts.evaluated} of "
+            f"{settings.trials} evaluations ({counts.infeasible:,} infeasible, {counts.duplicates:,} duplicates, "
+            f"{counts.screened:,} screened; the limit is {settings.max_proposals_per_evaluation} proposals per "
+            f"evaluation): the budgets {settings.budgets.describe()} admit almost nothing in this space; "
+            "loosen them or search another space",
+            result,
+        )
 
 
 def may_start_trial(study: optuna.Study, storage, settings: SearchSettings) -> bool:
@@ -338,10 +385,8 @@ def may_start_trial(study: optuna.Study, storage, settings: SearchSettings) -> b
 def _optimize(
     study: optuna.Study, storage, objective: Objective, settings: SearchSettings, extra: dict[str, Any], progress: bool
 ) -> None:
-    if finished(study, settings):
-        logger.info(
-            "study %r already holds %d finished trials; raise `trials` to go on", settings.study, settings.trials
-        )
+    if finished(study, settings) or exhausted(tally(study.get_trials(deepcopy=False)), settings):
+        logger.info("study %r already holds %d evaluations; raise `trials` to go on", settings.study, settings.trials)
         return
     if not may_start_trial(study, storage, settings):
         return
@@ -354,23 +399,31 @@ def _optimize(
 
 
 class _Callbacks:
-    """After each trial: stop at the target, recover interrupted trials, rewrite results, update the bar."""
+    """After each trial: stop at the target (or when proposals run away), recover interrupted trials, rewrite
+    results, update the bar."""
 
     def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
         self.storage, self.settings, self.extra = storage, settings, extra
-        self.last_plot = time.monotonic()
+        self.last_plot = self.last_write = time.monotonic()
         self.bar = _progress_bar(settings, counted_trials(study)) if progress else None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         recover_interrupted(study, self.storage)
-        done = counted_trials(study)
-        plot = time.monotonic() - self.last_plot > PLOT_EVERY_S
+        counts = tally(study.get_trials(deepcopy=False))
+        if finished(study, self.settings) or exhausted(counts, self.settings):
+            study.stop()
+        now = time.monotonic()
+        evaluated = "evaluation_claim" in trial.user_attrs
+        if not evaluated and now - self.last_write < RESULTS_EVERY_S:
+            return
+        plot = now - self.last_plot > PLOT_EVERY_S
         front = write_results(study, self.settings, plot=plot, extra=self.extra)
+        self.last_write = time.monotonic()
         if plot:
-            self.last_plot = time.monotonic()
+            self.last_plot = self.last_write
         if self.bar is not None:
-            self.bar.update(min(done, self.settings.trials) - self.bar.n)
-            self.bar.set_postfix_str(_best_so_far(front), refresh=True)
+            self.bar.update(counts.evaluated - self.bar.n)
+            self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {_best_so_far(front)}", refresh=True)
         if not may_start_trial(study, self.storage, self.settings):
             study.stop()
 
@@ -382,7 +435,15 @@ class _Callbacks:
 def _progress_bar(settings: SearchSettings, done: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=settings.trials, initial=done, desc=f"search {settings.study}", unit="trial", dynamic_ncols=True)
+    desc = f"search {settings.study}"
+    return tqdm(total=settings.trials, initial=done, desc=desc, unit="eval", dynamic_ncols=True)
+
+
+def _counts_so_far(counts: Tally) -> str:
+    return (
+        f"{counts.proposals} proposed, {counts.infeasible} infeasible, {counts.screened} screened, "
+        f"{counts.duplicates} dup"
+    )
 
 
 def _best_so_far(front: list[ParetoPoint]) -> str:

@@ -14,7 +14,7 @@ from nas.search.storage_url import mask_url
 
 __all__ = ["MODES", "PRUNERS", "STRATEGIES", "SearchSettings", "defining_settings"]
 
-STRATEGIES = ("evolution", "tpe", "random")
+STRATEGIES = ("evolution", "tpe", "random", "gp", "surrogate")
 MODES = ("multishot", "zeroshot", "hybrid")
 PRUNERS = ("successive-halving", "hyperband", "median", "none")
 
@@ -43,9 +43,12 @@ class SearchSettings:
     device: str  # latency_estimator device name (sim-npu-p32, cpu-ort, ...)
     dataset: str  # nas.datasets name
     study: str = "edgenas"  # Optuna study name, and the folder results/<study>/
-    # The study's target, all workers together: finished candidates, budget breakers and failures included.
+    # The study's target, all workers together: candidates evaluated (trained, or scored in zeroshot mode).
+    # Budget breakers, duplicates and screened candidates are free proposals (nas.search.counting).
     trials: int = 60
-    strategy: str = "evolution"
+    # The best measured in results/search-quality.md: nearly every proposal is feasible and new, so nearly every
+    # proposal is an evaluation, and the front fills from the fastest feasible network to the budget.
+    strategy: str = "surrogate"
     mode: str = "hybrid"
     latency_budget_ms: float | None = None
     max_params: int | None = None
@@ -81,6 +84,9 @@ class SearchSettings:
     # Optuna heartbeat (RDB storages): a trial silent for 2x this is taken as interrupted and retried.
     heartbeat_s: int = 10
     baseline: bool = True  # train/score baseline.yaml once per study, for the report and the plot
+    # A search stops (with a one-line SearchError) after this many proposals per evaluation: budgets that admit
+    # almost nothing would otherwise make free proposals for hours. A proposal costs milliseconds.
+    max_proposals_per_evaluation: int = 200
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -105,6 +111,11 @@ class SearchSettings:
         _require(self.lr > 0 and math.isfinite(self.lr), "`lr > 0`", f"lr={self.lr}")
         _require(self.screen_ratio >= 1, "`screen_ratio >= 1`", f"screen_ratio={self.screen_ratio}")
         _require(self.threads is None or self.threads >= 1, "`threads` None or >= 1", f"threads={self.threads}")
+        _require(
+            self.max_proposals_per_evaluation >= 1,
+            "`max_proposals_per_evaluation >= 1`",
+            f"max_proposals_per_evaluation={self.max_proposals_per_evaluation}",
+        )
         _require(self.heartbeat_s >= 1, "`heartbeat_s >= 1`", f"heartbeat_s={self.heartbeat_s}")
         _require(bool(self.study) and "/" not in self.study, "`study` a non-empty name without '/'", f"{self.study=}")
         get_proxy(self.proxy)  # an unknown name is a ProxyError listing the known ones

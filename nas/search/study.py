@@ -1,5 +1,10 @@
 """The Optuna side: storage, study (objectives, settings check on resume), samplers and pruners.
 
+Samplers (``--strategy``): ``evolution`` (NSGA-II), ``tpe``, ``random``,
+``gp`` (Optuna's GPSampler: Gaussian process, log expected hypervolume
+improvement, constraints) and ``surrogate`` (:mod:`nas.search.surrogate`:
+a model of accuracy searched together with the latency estimator).
+
 Objectives: maximise the first value (validation accuracy, or the proxy score
 in zeroshot mode), minimise estimated latency, optionally minimise peak
 activation memory. Budgets are constraints (``trial.set_constraint``), which
@@ -31,10 +36,12 @@ from nas.search.budgets import SearchError
 from nas.search.resume import retry_interrupted
 from nas.search.settings import SearchSettings, defining_settings
 from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_rdb_url
+from nas.search.surrogate import ProposalContext, SurrogateSampler
 from search_spaces.errors import one_line
 
 __all__ = [
     "SETTINGS_ATTR",
+    "STARTUP_TRIALS",
     "fidelity_study_name",
     "make_pruner",
     "make_sampler",
@@ -50,6 +57,8 @@ logger = logging.getLogger(__name__)
 SETTINGS_ATTR = "edgenas.settings"
 SETTINGS_WAIT_S = 10.0  # how long a worker waits for the study's creator to record its settings
 TPE_STARTUP_TRIALS = 10  # Optuna's default: random trials before TPE models the good and the bad
+# Trials before a model-based sampler leaves its start-up (the feasible start queues this many, spread in latency).
+STARTUP_TRIALS = {"tpe": TPE_STARTUP_TRIALS, "gp": 10, "surrogate": 8, "random": 0}
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError, ValueError, OSError)
 
 
@@ -191,7 +200,17 @@ def sampler_seed(settings: SearchSettings, trials_so_far: int) -> int:
     return int(np.random.SeedSequence(salt).generate_state(1)[0])
 
 
-def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    settings: SearchSettings, seed: int, context: ProposalContext | None = None
+) -> optuna.samplers.BaseSampler:
+    """The strategy's sampler; ``surrogate`` needs the ``context`` (space, budgets, latency estimator)."""
+    if settings.strategy == "surrogate":
+        if context is None:
+            raise SearchError("strategy 'surrogate' needs the search space and latency estimator (a ProposalContext)")
+        return SurrogateSampler(context, seed=seed)
+    if settings.strategy == "gp":
+        # Multi-objective (log EHVI) with the budgets' constraints, read from trial.set_constraint.
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS["gp"])
     if settings.strategy == "evolution":
         return optuna.samplers.NSGAIISampler(
             population_size=settings.population_size,

@@ -1,0 +1,165 @@
+"""Per-kernel breakdown: each fused TVM function of a built library against ONNX Runtime's node for it.
+
+    python benchmarks/deploy_breakdown.py LIBRARY.so MODEL.onnx [--out results/deploy-x86_64-breakdown.md]
+
+The library is one that ``benchmarks/deploy.py`` built (batch 1, x86_64, one thread). TVM's calls are
+timed one by one through the Relax VM's instrument hook, ONNX Runtime's nodes with its profiler (both
+single-threaded, averaged over many runs, back to back in one process). Convolutions are matched by
+their order in the graph (both run the graph in order); the table says which kernels are still slower
+than ONNX Runtime's and by how much: the next step for the tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from deploy import get_target, load_compiled, set_tvm_threads  # noqa: E402
+from deploy.lowering import batch1_shape  # noqa: E402
+from deploy.session import INPUT_NAME  # noqa: E402
+
+RUNS = 200
+
+
+def tvm_calls(library: Path, shape: tuple[int, ...], runs: int) -> list[tuple[str, float]]:
+    """(function, median ms over ``runs``) of every call of one inference, in call order."""
+    import tvm
+    from tvm import relax
+
+    target = get_target("x86_64")
+    compiled = load_compiled(library, target=target.name, tvm_target=target.resolve(), input_shape=shape)
+    set_tvm_threads(1)
+    vm = relax.VirtualMachine(compiled.module, tvm.cpu())
+    x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
+    vm["main"](x)
+    calls: list[list] = []
+    started: list[float] = []
+
+    def instrument(func, symbol, before, ret, *args) -> int:  # noqa: ANN001
+        if before:
+            started.append(time.perf_counter())
+        else:
+            calls.append([str(symbol), time.perf_counter() - started.pop()])
+        return 0
+
+    vm.set_instrument(instrument)
+    vm["main"](x)
+    sequence = [name for name, _ in calls]
+    samples = np.zeros((runs, len(sequence)))
+    for run in range(runs):
+        calls.clear()
+        vm["main"](x)
+        samples[run] = [seconds for _, seconds in calls]
+    medians = np.median(samples, axis=0) * 1e3
+    return [(name, float(ms)) for name, ms in zip(sequence, medians) if not name.startswith("vm.")]
+
+
+def ort_nodes(model: Path, shape: tuple[int, ...], runs: int) -> list[tuple[str, str, float]]:
+    """(op, node name, median ms over ``runs``) of every node ONNX Runtime ran, in order."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    feed = {INPUT_NAME: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    for _ in range(runs):
+        session.run(None, feed)
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    ops, order = {}, []
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            name = event["name"].removesuffix("_kernel_time")
+            times[name].append(event["dur"] / 1e3)
+            ops[name] = event["args"].get("op_name", "?")
+            if name not in order:
+                order.append(name)
+    return [(ops[name], name, float(np.median(times[name]))) for name in order]
+
+
+def conv_kind(proto: onnx.ModelProto) -> list[str]:
+    """ "KxK/g" of every Conv node of the model, in order (g: depthwise when groups > 1)."""
+    kinds = []
+    for node in proto.graph.node:
+        if node.op_type == "Conv":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            kernel = "x".join(map(str, attrs.get("kernel_shape", [])))
+            kinds.append(f"{kernel}{' dw' if attrs.get('group', 1) > 1 else ''}")
+    return kinds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library", type=Path)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("results") / "deploy-x86_64-breakdown.md")
+    parser.add_argument("--runs", type=int, default=RUNS)
+    args = parser.parse_args()
+    proto = onnx.load(str(args.model))
+    shape = batch1_shape(proto)
+    tvm = tvm_calls(args.library, shape, args.runs)
+    ort = ort_nodes(args.model, shape, args.runs)
+    load = os.getloadavg()[0]
+    tvm_convs = [(name, ms) for name, ms in tvm if "conv2d" in name]
+    ort_convs = [(name, ms) for op, name, ms in ort if op in ("Conv", "FusedConv")]
+    kinds = conv_kind(proto)
+    lines = [
+        f"# Per-kernel breakdown: `{args.library.name}` against ONNX Runtime",
+        "",
+        f"Regenerate: `python benchmarks/deploy_breakdown.py {args.library} {args.model}`. Median ms of each call over "
+        f"{args.runs} runs (a call that the shared machine preempted does not count), one thread, timed back "
+        f"to back in one process (load average {load:.1f}; the machine is shared, so absolute figures are noisy). "
+        "TVM: each call through the VM's instrument hook (adds a few "
+        "microseconds per call); ORT: its profiler's kernel times. Convolutions matched in graph order.",
+        "",
+        f"Sums of the medians: TVM {sum(ms for _, ms in tvm):.3f} ms in {len(tvm)} calls, "
+        f"ORT {sum(ms for *_, ms in ort):.3f} ms in {len(ort)} nodes.",
+        "",
+        "| # | conv | TVM function | TVM ms | ORT ms | TVM / ORT |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    by_kind: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for index, ((name, tvm_ms), (_, ort_ms)) in enumerate(zip(tvm_convs, ort_convs)):
+        kind = kinds[index] if index < len(kinds) else "?"
+        by_kind[kind][0] += tvm_ms
+        by_kind[kind][1] += ort_ms
+        lines.append(f"| {index} | {kind} | `{name}` | {tvm_ms:.4f} | {ort_ms:.4f} | {tvm_ms / ort_ms:.2f} |")
+    lines += ["", "By kind of convolution:", "", "| conv | TVM ms | ORT ms | TVM / ORT |", "|---|---:|---:|---:|"]
+    for kind, (tvm_ms, ort_ms) in sorted(by_kind.items(), key=lambda item: -item[1][0]):
+        lines.append(f"| {kind} | {tvm_ms:.3f} | {ort_ms:.3f} | {tvm_ms / ort_ms:.2f} |")
+    rest_tvm = [(name, ms) for name, ms in tvm if "conv2d" not in name]
+    rest_ort = [(op, ms) for op, _, ms in ort if op not in ("Conv", "FusedConv")]
+    lines += [
+        "",
+        "Other calls: TVM "
+        + ", ".join(f"`{n}` {ms:.4f}" for n, ms in rest_tvm)
+        + "; ORT "
+        + ", ".join(f"{op} {ms:.4f}" for op, ms in rest_ort)
+        + ".",
+    ]
+    if len(tvm_convs) != len(ort_convs):
+        lines += [
+            "",
+            f"(TVM has {len(tvm_convs)} conv calls, ORT {len(ort_convs)} conv nodes: matched up to the shorter.)",
+        ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
