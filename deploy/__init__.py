@@ -9,7 +9,8 @@ Runtime session), ``latency`` (timing statistics), ``threads`` (TVM's thread
 pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``artifact``;
 the TVM backend ``lowering`` -> ``tuning`` -> ``compile`` (also used by the
 latency estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
-``runtime``; and ``pipeline`` (:func:`deploy_model`) on top.
+``runtime``, ``dense_outputs`` (boxes and masks from raw outputs) and ``overlay``;
+and ``pipeline`` (:func:`deploy_model`) on top.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from __future__ import annotations
 from deploy.artifact import Artifact, Manifest, Preprocessing, load_artifact, write_manifest
 from deploy.benchmark import time_compiled, time_onnxruntime
 from deploy.compile import CompiledModel, compile_onnx, load_compiled
+from deploy.dense_outputs import DetectedBox, class_histogram, detect, input_sizes, segment
 from deploy.errors import ArtifactError, CompileError, ExportError, RemoteError
 from deploy.export import ParityReport, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
 from deploy.latency import LatencyStats
 from deploy.lowering import lower_onnx
+from deploy.overlay import write_overlay
 from deploy.pipeline import DeployResult, DeploySettings, deploy_model
 from deploy.rpc import RemoteResult, local_board, run_remote
-from deploy.runtime import ClassProbability, Predictor, load_input
+from deploy.runtime import IMAGE_SUFFIXES, ClassProbability, Predictor, load_input
 from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
 from deploy.threads import set_tvm_threads
 from deploy.tracker import check_board
 from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, default_tuning_db, tune_module
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "Artifact",
     "ArtifactError",
     "ClassProbability",
@@ -38,6 +42,7 @@ __all__ = [
     "DeployResult",
     "DeploySettings",
     "DeployTarget",
+    "DetectedBox",
     "ExportError",
     "LatencyStats",
     "Manifest",
@@ -52,13 +57,16 @@ __all__ = [
     "apply_database",
     "check_board",
     "check_onnx_parity",
+    "class_histogram",
     "compile_onnx",
     "default_tuning_db",
     "deploy_model",
+    "detect",
     "export_onnx",
     "fold_batchnorm",
     "get_target",
     "host_target",
+    "input_sizes",
     "known_targets",
     "load_artifact",
     "load_compiled",
@@ -69,9 +77,11 @@ __all__ = [
     "random_inputs",
     "register_target",
     "run_remote",
+    "segment",
     "set_tvm_threads",
     "time_compiled",
     "time_onnxruntime",
     "tune_module",
+    "write_overlay",
     "write_manifest",
 ]

@@ -1,7 +1,8 @@
 """Artifact folders: model.onnx, model-<target>.so, arch.yaml and manifest.json.
 
 The manifest records what a user of the folder needs (input shape and
-preprocessing, class names, the target) and what produced it (versions,
+preprocessing, the task, its output names, class names, how raw outputs are
+decoded into boxes or a mask, the target) and what produced it (versions,
 test accuracy, latencies, tuning), plus the sha256 of every file. Loading
 verifies every hash, so a folder whose files changed after deploy is refused
 with the name of the first file that does not match.
@@ -29,6 +30,7 @@ from typing import Any
 
 from deploy.errors import ArtifactError
 from search_spaces.arch import ArchConfig
+from search_spaces.box_coding import DecodeSettings
 from search_spaces.errors import EdgeNasError
 from search_spaces.safe_files import parse_json, read_text
 
@@ -37,6 +39,7 @@ __all__ = [
     "Artifact",
     "Manifest",
     "Preprocessing",
+    "decode_settings",
     "load_artifact",
     "library_name",
     "sha256_file",
@@ -84,6 +87,11 @@ class Manifest:
     library_file: str
     preprocessing: Preprocessing
     class_names: tuple[str, ...]
+    task: str = "classification"  # or detection, segmentation
+    output_names: tuple[str, ...] = ("logits",)  # the ONNX / library outputs, in order
+    # detection: method "centernet", stride, score_threshold, nms_iou, max_detections; segmentation: method "argmax"
+    decoding: dict[str, Any] = field(default_factory=dict)
+    test_metric: str = "accuracy"  # what test_accuracy is: accuracy, map (COCO mAP@[.5:.95]) or miou
     dataset: str | None = None
     test_accuracy: float | None = None
     estimated_latency_ms: dict[str, float] = field(default_factory=dict)  # estimator device -> ms
@@ -115,10 +123,18 @@ class Manifest:
         try:
             pre = {k: v for k, v in data["preprocessing"].items() if k not in ("input_shape", "color")}
             preprocessing = Preprocessing(**{**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])})
-            manifest = cls(**{**data, "preprocessing": preprocessing, "class_names": tuple(data["class_names"])})
+            manifest = cls(
+                **{
+                    **data,
+                    "preprocessing": preprocessing,
+                    "class_names": tuple(data["class_names"]),
+                    "output_names": tuple(data.get("output_names", ("logits",))),
+                }
+            )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ArtifactError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
         _check_values(manifest, source)
+        _check_task(manifest, source)
         return manifest
 
 
@@ -139,8 +155,9 @@ class Artifact:
 
 
 TEXT_FIELDS = ("arch_id", "block_string", "target", "target_arch", "target_device", "library_file", "onnx_file",
-               "arch_file", "created")  # fmt: skip
-MAPPING_FIELDS = ("tvm_target", "estimated_latency_ms", "measured_latency_ms", "parity_max_abs_diff", "versions")
+               "arch_file", "created", "task", "test_metric")  # fmt: skip
+MAPPING_FIELDS = ("tvm_target", "estimated_latency_ms", "measured_latency_ms", "parity_max_abs_diff", "versions",
+                  "decoding")  # fmt: skip
 
 
 def _check_values(manifest: Manifest, source: str) -> None:
@@ -185,6 +202,55 @@ def _check_own_checksum(data: Any, path: Path) -> None:
         raise ArtifactError(f"{path}: has no {CHECKSUM_SCHEME} checksum of its own; refusing the folder")
     if recorded != manifest_checksum(data):
         raise ArtifactError(f"{path}: its own checksum does not match (manifest edited after deploy); refusing it")
+
+
+TASK_OUTPUT_COUNTS = {"classification": 1, "detection": 2, "segmentation": 1}
+DETECTION_DECODING = {"stride": int, "score_threshold": float, "nms_iou": float, "max_detections": int}
+
+
+def _check_task(manifest: Manifest, source: str) -> None:
+    """The task, its outputs and (for detection) the decoding settings that ``edgenas run`` relies on."""
+    task = manifest.task
+    if task not in TASK_OUTPUT_COUNTS:
+        raise ArtifactError(f"{source}: task: got {task!r}, allowed {', '.join(TASK_OUTPUT_COUNTS)}")
+    names = manifest.output_names
+    if len(names) != TASK_OUTPUT_COUNTS[task] or not all(isinstance(name, str) for name in names):
+        raise ArtifactError(
+            f"{source}: output_names: got {list(manifest.output_names)}, a {task} model has "
+            f"{TASK_OUTPUT_COUNTS[task]} output(s)"
+        )
+    if task != "detection":
+        return
+    decoding = manifest.decoding if isinstance(manifest.decoding, dict) else {}
+    for key, kind in DETECTION_DECODING.items():
+        value = decoding.get(key)
+        if not _is_number(value, integer=kind is int):
+            raise ArtifactError(f"{source}: decoding.{key}: got {value!r}, expected a number ({kind.__name__})")
+    resolution = manifest.preprocessing.resolution
+    if not 1 <= decoding["stride"] <= resolution:
+        raise ArtifactError(f"{source}: decoding.stride: got {decoding['stride']!r}, allowed 1 to {resolution}")
+    try:
+        decode_settings(manifest)
+    except (ValueError, OverflowError) as exc:
+        raise ArtifactError(f"{source}: decoding: {exc}") from None
+
+
+def _is_number(value: object, *, integer: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if integer or isinstance(value, int):
+        return isinstance(value, int)
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def decode_settings(manifest: Manifest) -> DecodeSettings:
+    """The box decoding a detection artifact was deployed with."""
+    decoding = manifest.decoding
+    return DecodeSettings(
+        score_threshold=float(decoding["score_threshold"]),
+        max_detections=int(decoding["max_detections"]),
+        nms_iou=float(decoding["nms_iou"]),
+    )
 
 
 def library_name(target: str) -> str:

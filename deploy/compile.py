@@ -84,15 +84,19 @@ class CompiledModel:
         return tvm.cuda(0) if self.target.device == "cuda" else tvm.cpu(0)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for an N x C x H x W float32 batch, one sample at a time (the library is batch 1)."""
+        """Logits (the first output) for an N x C x H x W float32 batch."""
+        return self.run_outputs(batch)[0]
+
+    def run_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every output for an N x C x H x W float32 batch, one sample at a time (the library is batch 1)."""
         import tvm
 
         vm, device = self.vm(), self.device()
-        outputs = []
+        outputs: list[list[np.ndarray]] = []
         for sample in np.asarray(batch, dtype=np.float32):
             result = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(sample[None]), device))
-            outputs.append(_first_output(result).numpy())
-        return np.concatenate(outputs, axis=0)
+            outputs.append([value.numpy() for value in _outputs(result)])
+        return tuple(np.concatenate(values, axis=0) for values in zip(*outputs))
 
 
 def compile_onnx(
@@ -241,8 +245,9 @@ def _quiet_native_stderr() -> Iterator[None]:
                     logger.warning("tvm: %s", line.strip())
 
 
-def _first_output(result: Any) -> Any:
-    return result if hasattr(result, "numpy") else result[0]
+def _outputs(result: Any) -> list[Any]:
+    """The VM's result as a list: one tensor, or the tuple of a multi-output model."""
+    return [result] if hasattr(result, "numpy") else list(result)
 
 
 def _summary(exc: BaseException) -> str:

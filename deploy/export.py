@@ -30,10 +30,12 @@ __all__ = [
     "OPSET",
     "PARITY_TOLERANCE",
     "ParityReport",
+    "as_outputs",
     "check_onnx_parity",
     "export_onnx",
     "fold_batchnorm",
     "load_weights",
+    "output_diffs",
     "random_inputs",
 ]
 
@@ -49,7 +51,8 @@ class ParityReport:
 
     reference: str  # e.g. "torch"
     candidate: str  # e.g. "onnxruntime"
-    max_abs_diff: dict[str, float]  # input kind ("random", "real") -> max |a - b|
+    # input kind ("random", "real") -> max |a - b|; "kind/output" for each output of a multi-output model
+    max_abs_diff: dict[str, float]
 
     @property
     def worst(self) -> float:
@@ -111,17 +114,25 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def export_onnx(
-    model: nn.Module, *, input_shape: tuple[int, ...], path: str | Path, opset: int = OPSET, dynamic_batch: bool = True
+    model: nn.Module,
+    *,
+    input_shape: tuple[int, ...],
+    path: str | Path,
+    opset: int = OPSET,
+    dynamic_batch: bool = True,
+    output_names: tuple[str, ...] = (OUTPUT_NAME,),
 ) -> Path:
-    """Fold BatchNorm, export to ONNX (input ``input``, output ``logits``) and run ``onnx.checker``.
+    """Fold BatchNorm, export to ONNX (input ``input``, outputs ``output_names``) and run ``onnx.checker``.
 
     ``input_shape`` is N x C x H x W; with ``dynamic_batch`` the batch axis is symbolic (``batch``).
+    ``output_names`` name the model's outputs in the order it returns them (``deploy.session.TASK_OUTPUTS``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     folded = fold_batchnorm(model)
     example = torch.zeros(input_shape, dtype=torch.float32)
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    names = [INPUT_NAME, *output_names]
+    dynamic_axes = {name: {0: "batch"} for name in names} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
@@ -132,23 +143,26 @@ def export_onnx(
                 dynamo=False,
                 opset_version=opset,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=list(output_names),
                 dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
         except (RuntimeError, TypeError, ValueError) as exc:
             raise ExportError(f"ONNX export failed ({one_line(exc)})") from None
-    _check_onnx(path)
-    logger.info("exported %s (opset %d)", path, opset)
+    _check_onnx(path, output_names)
+    logger.info("exported %s (opset %d, outputs %s)", path, opset, ", ".join(output_names))
     return path
 
 
-def _check_onnx(path: Path) -> None:
+def _check_onnx(path: Path, output_names: tuple[str, ...]) -> None:
     proto = onnx.load(str(path))
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"{path}: onnx.checker rejects the exported model ({one_line(exc)})") from None
+    got = tuple(value.name for value in proto.graph.output)
+    if got != tuple(output_names):
+        raise ExportError(f"{path}: the model has outputs {got}, expected {tuple(output_names)}")
     left = [node.name or node.op_type for node in proto.graph.node if node.op_type == "BatchNormalization"]
     if left:
         raise ExportError(f"{path}: BatchNormalization node {left[0]} was not folded into a conv")
@@ -161,19 +175,39 @@ def check_onnx_parity(
     inputs: dict[str, np.ndarray],
     tolerance: float = PARITY_TOLERANCE,
 ) -> ParityReport:
-    """Compare PyTorch and ONNX Runtime logits on each named batch of inputs (N x C x H x W float32)."""
+    """Compare PyTorch and ONNX Runtime on every output, for each named batch of inputs (N x C x H x W float32)."""
     session = ort_session(onnx_path)
+    names = [value.name for value in session.get_outputs()]
     diffs: dict[str, float] = {}
     for kind, batch in inputs.items():
         with torch.no_grad():
-            expected = model.eval()(torch.from_numpy(batch)).numpy()
-        got = session.run(None, {INPUT_NAME: batch})[0]
-        diffs[kind] = float(np.max(np.abs(expected - got)))
+            expected = as_outputs(model.eval()(torch.from_numpy(batch)))
+        got = session.run(None, {INPUT_NAME: batch})
+        if len(expected) != len(got):
+            raise ExportError(f"{onnx_path}: PyTorch returns {len(expected)} outputs, ONNX Runtime {len(got)}")
+        diffs.update(output_diffs(kind, names, [e.numpy() for e in expected], got))
     report = ParityReport(reference="torch", candidate="onnxruntime", max_abs_diff=diffs)
     logger.info("parity %s", report.summary())
     if report.worst > tolerance:
         raise ExportError(f"{onnx_path}: ONNX Runtime differs from PyTorch beyond {tolerance:g} ({report.summary()})")
     return report
+
+
+def as_outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A model's result as a tuple of outputs (a classifier or segmenter returns one tensor)."""
+    return result if isinstance(result, tuple) else (result,)
+
+
+def output_diffs(
+    kind: str, names: list[str], expected: list[np.ndarray], got: list[np.ndarray] | tuple[np.ndarray, ...]
+) -> dict[str, float]:
+    """Max abs difference per output: keyed ``kind`` for one output, ``kind/name`` for each of several."""
+    diffs = {}
+    for name, a, b in zip(names, expected, got, strict=True):
+        if a.shape != b.shape:
+            raise ExportError(f"output {name} ({kind} inputs): shape {b.shape}, expected {a.shape}")
+        diffs[kind if len(names) == 1 else f"{kind}/{name}"] = float(np.max(np.abs(a - b)))
+    return diffs
 
 
 def random_inputs(input_shape: tuple[int, ...], *, batch: int = 4, seed: int = 0) -> np.ndarray:

@@ -3,11 +3,13 @@
 The steps, in order (each logs what it did):
 
 1. write ``arch.yaml`` and export ``model.onnx`` (BatchNorm folded, opset 17, checked);
-2. parity PyTorch vs ONNX Runtime on random and real inputs (max abs diff <= 1e-4);
+2. parity PyTorch vs ONNX Runtime on random and real inputs (max abs diff <= 1e-4), on every
+   output (a detector has two: heatmap and box);
 3. compile with TVM for the target (optionally tuned) and write ``model-<target>.so``;
-4. parity TVM vs ONNX Runtime, on this host when it can run the library, else on the
-   RPC board; latency measured wherever the model ran;
-5. write ``manifest.json`` with every file's sha256.
+4. parity TVM vs ONNX Runtime on every output, on this host when it can run the library, else
+   on the RPC board; latency measured wherever the model ran;
+5. write ``manifest.json`` with every file's sha256, the task, its output names and, for a
+   detector, the box decoding settings (stride, score threshold, NMS IoU, max boxes).
 """
 
 from __future__ import annotations
@@ -17,24 +19,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from deploy.artifact import MANIFEST, Manifest, Preprocessing, library_name, write_manifest
 from deploy.benchmark import time_compiled, time_onnxruntime
 from deploy.compile import BUILD_LOG, CompiledModel, compile_onnx
-from deploy.errors import CompileError
-from deploy.export import PARITY_TOLERANCE, ParityReport, check_onnx_parity, export_onnx, random_inputs
+from deploy.errors import CompileError, ExportError
+from deploy.export import (
+    PARITY_TOLERANCE,
+    ParityReport,
+    as_outputs,
+    check_onnx_parity,
+    export_onnx,
+    output_diffs,
+    random_inputs,
+)
 from deploy.rpc import RemoteResult, run_remote
-from deploy.session import INPUT_NAME, ort_session
+from deploy.session import INPUT_NAME, ort_session, output_names
 from deploy.targets import get_target
 from deploy.tracker import check_board
 from search_spaces.arch import ArchConfig
+from search_spaces.box_coding import DecodeSettings
 
-__all__ = ["DeployResult", "DeploySettings", "deploy_model"]
+__all__ = ["DISPLAY_DECODE", "DeployResult", "DeploySettings", "deploy_model"]
 
 logger = logging.getLogger(__name__)
 
 PARITY_SAMPLES = 8  # images per parity batch: enough to catch a wrong layout, fast on the VM
+# What `edgenas run` shows: evaluation decodes at 0.05 (COCO), a person looking at boxes wants fewer, surer ones.
+DISPLAY_DECODE = DecodeSettings(score_threshold=0.3, max_detections=100, nms_iou=0.5)
 
 
 @dataclass(frozen=True)
@@ -77,13 +91,23 @@ def deploy_model(
     real_inputs: np.ndarray | None = None,
     dataset: str | None = None,
     test_accuracy: float | None = None,
+    test_metric: str = "accuracy",
     estimated_latency_ms: dict[str, float] | None = None,
+    decode: DecodeSettings = DISPLAY_DECODE,
 ) -> DeployResult:
-    """Export, compile, verify and package ``model`` (eval mode) into ``out_dir``."""
+    """Export, compile, verify and package ``model`` (eval mode) into ``out_dir``.
+
+    The outputs follow ``arch.task`` (``deploy.session.TASK_OUTPUTS``); a detector's manifest records
+    ``decode`` and the stride of its output grid, so that ``edgenas run`` decodes boxes as deployed.
+    """
     folder = _prepare_folder(out_dir, settings)
+    names = output_names(arch.task)
+    decoding = _decoding(model, arch.task, preprocessing, decode)
     arch.save(folder / "arch.yaml")
     inputs = _parity_inputs(preprocessing, real_inputs)
-    onnx_path = export_onnx(model.eval(), input_shape=preprocessing.input_shape, path=folder / "model.onnx")
+    onnx_path = export_onnx(
+        model.eval(), input_shape=preprocessing.input_shape, path=folder / "model.onnx", output_names=names
+    )
     parity = [check_onnx_parity(model, onnx_path, inputs=inputs)]
     compiled = compile_onnx(
         onnx_path,
@@ -108,6 +132,10 @@ def deploy_model(
         library_file=library.name,
         preprocessing=preprocessing,
         class_names=tuple(class_names),
+        task=arch.task,
+        output_names=names,
+        decoding=decoding,
+        test_metric=test_metric,
         dataset=dataset,
         test_accuracy=test_accuracy,
         estimated_latency_ms=dict(estimated_latency_ms or {}),
@@ -143,16 +171,37 @@ def _verify_and_time(
     reports: list[ParityReport] = []
     measured: dict[str, float] = {}
     if compiled.target.runs_on_host()[0]:
-        reports.append(_tvm_parity(compiled.run, onnx_path, inputs, where="tvm"))
+        reports.append(_tvm_parity(compiled.run_outputs, onnx_path, inputs, where="tvm"))
         if settings.measure:
             measured.update(_host_latency(compiled, onnx_path, settings.num_threads))
     remote = None
     if settings.rpc_tracker is not None:
         batch = inputs["random"]
         remote = run_remote(library, tracker=settings.rpc_tracker, key=settings.rpc_key, inputs=batch)
-        reports.append(_tvm_parity(lambda _: remote.outputs, onnx_path, {"random": batch}, where="rpc"))
+        reports.append(_tvm_parity(lambda _: remote.all_outputs, onnx_path, {"random": batch}, where="rpc"))
         measured[f"rpc:{settings.rpc_key}-tvm"] = remote.latency.median_ms
     return reports, measured, remote
+
+
+def _decoding(model: nn.Module, task: str, preprocessing: Preprocessing, decode: DecodeSettings) -> dict:
+    """What the manifest says about turning raw outputs into a prediction."""
+    if task == "classification":
+        return {}
+    if task == "segmentation":
+        return {"method": "argmax"}  # per pixel, over the logits at the input size
+    with torch.no_grad():
+        heatmap = as_outputs(model.eval()(torch.zeros(preprocessing.input_shape)))[0]
+    height, width = heatmap.shape[-2:]
+    resolution = preprocessing.resolution
+    if height != width or resolution % height:
+        raise ExportError(f"detection heatmap grid {height}x{width} does not divide the {resolution}px input")
+    return {
+        "method": "centernet",  # search_spaces.box_coding.decode
+        "stride": resolution // height,
+        "score_threshold": decode.score_threshold,
+        "nms_iou": decode.nms_iou,
+        "max_detections": decode.max_detections,
+    }
 
 
 def _parity_inputs(preprocessing: Preprocessing, real_inputs: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -163,11 +212,18 @@ def _parity_inputs(preprocessing: Preprocessing, real_inputs: np.ndarray | None)
 
 
 def _tvm_parity(run, onnx_path: Path, inputs: dict[str, np.ndarray], *, where: str) -> ParityReport:
+    """``run(batch)`` gives every output of the compiled model; each is compared with ONNX Runtime's."""
     session = ort_session(onnx_path)
-    diffs = {
-        kind: float(np.max(np.abs(run(batch) - session.run(None, {INPUT_NAME: batch})[0])))
-        for kind, batch in inputs.items()
-    }
+    names = [value.name for value in session.get_outputs()]
+    diffs: dict[str, float] = {}
+    for kind, batch in inputs.items():
+        got = tuple(run(batch))
+        if len(got) != len(names):
+            raise CompileError(f"compiled model returns {len(got)} outputs, the ONNX model {len(names)} ({names})")
+        try:
+            diffs.update(output_diffs(kind, names, session.run(None, {INPUT_NAME: batch}), got))
+        except ExportError as exc:
+            raise CompileError(f"compiled model: {exc}") from None
     report = ParityReport(reference="onnxruntime", candidate=where, max_abs_diff=diffs)
     logger.info("parity %s", report.summary())
     if report.worst > PARITY_TOLERANCE:

@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 class RemoteResult:
     key: str
     latency: LatencyStats
-    outputs: np.ndarray  # logits of the inputs, N x classes
+    outputs: np.ndarray  # logits of the inputs, N x classes (the first output)
+    all_outputs: tuple[np.ndarray, ...] = ()  # every output of the model, in order
 
 
 def run_remote(
@@ -80,14 +81,18 @@ def _run(session, library: Path, *, key: str, inputs: np.ndarray, device: str, r
     vm = relax.VirtualMachine(remote_lib, dev)
     outputs = []
     for sample in np.asarray(inputs, dtype=np.float32):
-        result = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(sample[None]), dev))
-        outputs.append((result if hasattr(result, "numpy") else result[0]).numpy())
+        # A remote tuple cannot be indexed from here; get_outputs fetches each output of a stateful call.
+        vm.set_input("main", tvm.runtime.tensor(np.ascontiguousarray(sample[None]), dev))
+        vm.invoke_stateful("main")
+        result = vm.get_outputs("main")
+        outputs.append([value.numpy() for value in (result if isinstance(result, tuple) else [result])])
     x = tvm.runtime.tensor(np.ascontiguousarray(inputs[:1], dtype=np.float32), dev)
     number = runs_per_sample(lambda: vm["main"](x), min_ms)  # includes the round trip: an upper bound
     evaluator = vm.time_evaluator("main", dev, number=number, repeat=repeats)
     samples = tuple(float(s) * 1e3 for s in evaluator(x).results)
     latency = latency_stats(samples, runtime=f"tvm-rpc:{key}", num_threads=0)
-    return RemoteResult(key=key, latency=latency, outputs=np.concatenate(outputs, axis=0))
+    every = tuple(np.concatenate(values, axis=0) for values in zip(*outputs))
+    return RemoteResult(key=key, latency=latency, outputs=every[0], all_outputs=every)
 
 
 @contextmanager

@@ -164,9 +164,13 @@ class Predictor:
             set_tvm_threads(num_threads)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.outputs(batch)[0]
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Every raw output, in the manifest's ``output_names`` order (a detector: heatmap, box)."""
         if self.runtime == "ort":
-            return self._session.run(None, {INPUT_NAME: batch})[0]
-        return self._compiled.run(batch)
+            return tuple(self._session.run(None, {INPUT_NAME: batch}))
+        return self._compiled.run_outputs(batch)
 
     def predict(self, batch: np.ndarray, *, top_k: int = 1) -> list[list[ClassProbability]]:
         names = self.artifact.manifest.class_names

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ort_session"]
+from deploy.errors import ExportError
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "TASK_OUTPUTS", "ort_session", "output_names"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+# The ONNX outputs of each task, in the order the network returns them (search_spaces.builder).
+TASK_OUTPUTS = {
+    "classification": (OUTPUT_NAME,),
+    "detection": ("heatmap", "box"),  # N x K x h x w logits, N x 4 x h x w box code (search_spaces.box_coding)
+    "segmentation": (OUTPUT_NAME,),  # N x K x H x W class logits at the input size
+}
+
+
+def output_names(task: str) -> tuple[str, ...]:
+    """The ONNX output names of a network for ``task``."""
+    if task not in TASK_OUTPUTS:
+        raise ExportError(f"`task` must be one of {tuple(TASK_OUTPUTS)}, but got {task=}")
+    return TASK_OUTPUTS[task]
 
 
 def ort_session(onnx_path: str | Path, *, num_threads: int = 1):

@@ -5,6 +5,8 @@ parity checks -> TVM library for --target (tuned by default, within
 --tune-minutes, into the target's persistent tuning database) -> artifact
 folder with manifest.json. run: load a folder (sha256 checked),
 preprocess the input as the manifest says, print the top predictions.
+Detection and segmentation architectures and artifacts take the same
+commands (``nas.cli.dense_deploy``: boxes or a class histogram, --out overlay).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from deploy import (
+    ArtifactError,
     DeployResult,
     DeploySettings,
     Predictor,
@@ -30,6 +33,7 @@ from deploy import (
     load_weights,
 )
 from nas.cli.common import format_table, human_bytes, int_at_least
+from nas.cli.dense_deploy import add_dense_deploy_arguments, add_dense_run_arguments, deploy_dense, run_dense
 from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
 from nas.datasets import Dataset
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
@@ -88,6 +92,7 @@ def _register_deploy(subparsers: argparse._SubParsersAction) -> None:
     deploy.add_argument("--rpc-key", default=None, help="device key of the board registered at the tracker")
     deploy.add_argument("--no-measure", action="store_true", help="do not time the model on this host")
     deploy.add_argument("--out", type=Path, default=None, help="artifact folder (default dist/ARCH_ID-TARGET)")
+    add_dense_deploy_arguments(deploy)
     deploy.set_defaults(func=run_deploy)
 
 
@@ -104,6 +109,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--top-k", type=int_at_least(1), default=3, help="predictions printed per image (default 3)")
     run.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     run.add_argument("--preprocessed", action="store_true", help="the .npy batch is already normalised input")
+    add_dense_run_arguments(run)
     run.set_defaults(func=run_run)
 
 
@@ -128,6 +134,9 @@ def run_deploy(args: argparse.Namespace) -> int:
     )
     if settings.rpc_tracker is not None:  # an unreachable board fails before training
         check_board(settings.rpc_tracker, settings.rpc_key)
+    if ArchConfig.load(args.arch).task != "classification":
+        _print_deploy_summary(deploy_dense(args, settings, estimate=estimated_latencies))
+        return 0
     arch, dataset = load_arch_and_dataset(args)
     check_compatible(arch, dataset)
     model, accuracy = _trained_model(arch, dataset, args)
@@ -190,11 +199,16 @@ def _print_deploy_summary(result: DeployResult) -> None:
     for where, ms in {**manifest.measured_latency_ms, **manifest.estimated_latency_ms}.items():
         kind = "measured" if where in manifest.measured_latency_ms else "estimated"
         print(f"{kind} latency {where}: {ms:.4f} ms")
-    print(f"artifact written to {result.folder} (test accuracy {_fmt(manifest.test_accuracy)})")
+    metric = "accuracy" if manifest.task == "classification" else manifest.test_metric
+    print(f"artifact written to {result.folder} (test {metric} {_fmt(manifest.test_accuracy)})")
 
 
 def run_run(args: argparse.Namespace) -> int:
     artifact = load_artifact(args.folder)
+    if artifact.manifest.task != "classification":
+        return run_dense(args, artifact)
+    if args.out is not None or args.score_threshold is not None:
+        raise ArtifactError(f"{args.folder}: --out and --score-threshold apply to detection and segmentation artifacts")
     batch = load_input(args.input, artifact.manifest.preprocessing, preprocessed=args.preprocessed)
     predictor = Predictor(artifact, runtime=args.runtime, num_threads=args.threads)
     predictions = predictor.predict(batch, top_k=args.top_k)
