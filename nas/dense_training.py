@@ -41,6 +41,7 @@ from nas.training import (
     _progress_bar,
     _sgd,
     _warmup_cosine,
+    check_fits,
     resolve_device,
     torch_threads,
 )
@@ -85,14 +86,13 @@ def check_dense_compatible(arch: ArchConfig, dataset: DenseDataset) -> None:
             f"a {arch.task} architecture needs {arch.task} labels, but dataset {dataset.name!r} serves "
             f"{', '.join(dataset.tasks)}"
         )
-    pairs = {
-        "input channels": (arch.input_channels, dataset.channels),
-        "resolution": (arch.resolution, dataset.resolution),
-        "classes": (arch.head.num_classes, dataset.num_classes(arch.task)),
-    }
-    problems = [f"{what}: arch {a} vs dataset {d}" for what, (a, d) in pairs.items() if a != d]
-    if problems:
-        raise TrainingError(f"architecture does not fit dataset {dataset.name!r}: {'; '.join(problems)}")
+    check_fits(
+        arch,
+        dataset.name,
+        channels=dataset.channels,
+        resolution=dataset.resolution,
+        classes=dataset.num_classes(arch.task),
+    )
 
 
 def train_dense_arch(

@@ -117,14 +117,21 @@ def resolve_device(device: str) -> torch.device:
 
 def check_compatible(arch: ArchConfig, dataset: Dataset) -> None:
     """Raise a TrainingError naming every field where ``arch`` and ``dataset`` disagree."""
+    check_fits(
+        arch, dataset.name, channels=dataset.channels, resolution=dataset.resolution, classes=dataset.num_classes
+    )
+
+
+def check_fits(arch: ArchConfig, dataset_name: str, *, channels: int, resolution: int, classes: int) -> None:
+    """Raise a TrainingError naming every field where ``arch`` and a dataset of these dimensions disagree."""
     pairs = {
-        "input channels": (arch.input_channels, dataset.channels),
-        "resolution": (arch.resolution, dataset.resolution),
-        "classes": (arch.head.num_classes, dataset.num_classes),
+        "input channels": (arch.input_channels, channels),
+        "resolution": (arch.resolution, resolution),
+        "classes": (arch.head.num_classes, classes),
     }
     problems = [f"{what}: arch {a} vs dataset {d}" for what, (a, d) in pairs.items() if a != d]
     if problems:
-        raise TrainingError(f"architecture does not fit dataset {dataset.name!r}: {'; '.join(problems)}")
+        raise TrainingError(f"architecture does not fit dataset {dataset_name!r}: {'; '.join(problems)}")
 
 
 def train_arch(
