@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from latency_estimator import build_estimator
 from nas.cli.main import main
 from nas.search import SearchError, run_search
 from nas.search.settings import SearchSettings
@@ -16,18 +15,11 @@ from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_r
 from nas.search.study import make_storage
 from search_spaces import shipped_space_path
 
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"space": shipped_space_path("combined"), "device": "sim-npu-p32", "dataset": "digits", "population_size": 2}
 URL = "postgresql://alice:s3cr%40t-pw@db.example:5432/edgenas?sslpassword=k3y-pass"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-        yield folder
 
 
 def test_passwords_are_masked_in_urls_and_texts():
