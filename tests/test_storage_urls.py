@@ -99,9 +99,10 @@ def test_the_cli_refuses_a_malformed_url_in_one_line(tmp_path, capsys):
     ],
 )
 def test_resuming_with_other_settings_is_one_line(tmp_path, first, then, named):
-    run_search(**BASE, **first, trials=1, study="same", results_dir=tmp_path, baseline=False)
+    recipe = {"epochs": 1, "train_limit": 32, "batch_size": 16, "baseline": False}  # a multishot study in seconds
+    run_search(**BASE, **recipe, **first, trials=1, study="same", results_dir=tmp_path)
     with pytest.raises(SearchError, match="this study") as error:
-        run_search(**BASE, **then, trials=2, study="same", results_dir=tmp_path, baseline=False, epochs=1)
+        run_search(**BASE, **recipe, **then, trials=2, study="same", results_dir=tmp_path)
     assert named in str(error.value) and "\n" not in str(error.value)
 
 
