@@ -22,6 +22,26 @@ def sim_npu_p32_estimators(tmp_path_factory: pytest.TempPathFactory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def small_sim_estimators(tmp_path_factory: pytest.TempPathFactory):
+    """A folder of estimators (``$EDGENAS_ESTIMATORS``) holding a small sim-npu-p32 estimator (150 samples: seconds
+    to build, once per session), enough for searches that only need the latency to be the device's."""
+    from latency_estimator import build_estimator
+
+    folder = tmp_path_factory.mktemp("small-estimators")
+    build_estimator("sim-npu-p32", samples=150, directory=folder / "sim-npu-p32")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def use_small_sim_estimator(small_sim_estimators):
+    """``$EDGENAS_ESTIMATORS`` points at :func:`small_sim_estimators` for a whole module
+    (``pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")``); worker processes get it from the value."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGENAS_ESTIMATORS", str(small_sim_estimators))
+        yield small_sim_estimators
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_tuning_databases(tmp_path_factory):
     """Deploy tunes into a per-target database under $EDGENAS_TUNING_DB; tests use their own, not ~/.cache."""

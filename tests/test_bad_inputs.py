@@ -14,22 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latency_estimator import build_estimator
 from nas.cli.main import main
 from search_spaces import ArchConfig, shipped_space_path
 from tests.tiny_arch import TINY
 
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
+
 SPACE = shipped_space_path("fused_ibn").read_text()
 DIGITS_ARCH = {**TINY, "resolution": 8, "head": {**TINY["head"], "num_classes": 3}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=120)
-        yield folder
 
 
 def _write(name: str, content: bytes | str) -> Callable[[Path], Path]:

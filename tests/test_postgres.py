@@ -25,8 +25,7 @@ import pytest
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from latency_estimator import build_estimator
-from nas.search.runner import counted_trials
+from nas.search.counting import tally
 from nas.search.storage_url import resolve_rdb_url, storage_secrets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +65,6 @@ def postgres_url() -> str:
             reason = started.stderr.strip().splitlines()[-1:] or ["no output"]
             pytest.skip(f"no PostgreSQL server could be started by .ci/postgres.sh: {reason[0]}")
     return url
-
-
-@pytest.fixture(scope="module")
-def estimators(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-    return folder
 
 
 def _other_machine_prefix() -> list[str]:
@@ -134,13 +124,13 @@ def _interrupted(url: str, study: str) -> int:
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_three_workers_one_killed_complete_the_study_with_no_trial_lost_or_duplicated(
-    tmp_path, postgres_url, estimators
+    tmp_path, postgres_url, small_sim_estimators
 ):
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     study = f"pg-{uuid.uuid4().hex[:8]}"
     results = tmp_path / "results"
-    env = {**os.environ, "EDGENAS_ESTIMATORS": str(estimators), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "EDGENAS_ESTIMATORS": str(small_sim_estimators), "PYTHONPATH": str(REPO)}
     prefix = _other_machine_prefix()
     workers = []
     for seed in range(3):
@@ -176,12 +166,15 @@ def test_three_workers_one_killed_complete_the_study_with_no_trial_lost_or_dupli
     # Nothing lost: no trial left RUNNING or WAITING. Nothing duplicated: exactly the target counted.
     assert [t.number for t in trials if not t.state.is_finished()] == []
     study_obj = optuna.load_study(study_name=study, storage=resolve_rdb_url(postgres_url))
-    assert counted_trials(study_obj) == TRIALS
+    counts = tally(trials)
+    assert counts.evaluated == TRIALS
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed]
-    # A trial two workers started together past the target is skipped before it picks an architecture.
-    skipped = [t for t in trials if "surplus" in t.user_attrs]
-    assert all(t.state == TrialState.PRUNED and not t.params for t in skipped)
-    assert len({t.number for t in trials}) == len(trials) == TRIALS + 1 + len(skipped)
+    # Besides the killed trial, every trial is an evaluation or free: a duplicate, or SURPLUS (a claim that the
+    # other workers had filled), pruned unevaluated.
+    surplus = [t for t in trials if t.user_attrs.get("outcome") == "SURPLUS"]
+    assert all(t.state == TrialState.PRUNED and "val_accuracy" not in t.user_attrs for t in surplus)
+    assert len({t.number for t in trials}) == len(trials) == counts.proposals + 1 + len(surplus)
+    assert counts.proposals == TRIALS + counts.duplicates
     fidelity = optuna.load_study(study_name=f"{study}.fidelity", storage=resolve_rdb_url(postgres_url))
     assert not [t.number for t in fidelity.trials if t.state == TrialState.RUNNING]
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,16 +14,16 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from latency_estimator import DeviceError, build_estimator
+from latency_estimator import DeviceError
 from nas.cli.main import main
 from nas.datasets import DatasetError
 from nas.search import SearchError, run_search
 from nas.search.counting import counts_toward_budget, tally
 from nas.training import TrainingError, TrainResult
 from search_spaces import ArchConfig, shipped_space_path
+from tests.search_helpers import BUDGETS, REPO, finish_workers, read_rows, start_worker, within_budgets
 
-REPO = Path(__file__).resolve().parents[1]
-BUDGETS = {"latency_budget_ms": 0.3, "max_params": 600_000, "max_peak_memory_kb": 256}
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
 BASE = {
     "space": shipped_space_path("combined"),
     "device": "sim-npu-p32",
@@ -35,29 +33,6 @@ BASE = {
 }
 # Tiny multishot budgets: a few steps per candidate, enough to exercise training, pruning and the fidelity study.
 TINY_TRAINING = {"epochs": 2, "train_limit": 64, "batch_size": 16}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    """A small sim-npu-p32 estimator (seconds to build), found through $EDGENAS_ESTIMATORS."""
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-        yield folder
-
-
-def read_rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "trials.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
-def within_budgets(row: dict[str, str]) -> bool:
-    return (
-        float(row["latency_ms"]) <= BUDGETS["latency_budget_ms"]
-        and int(row["params"]) <= BUDGETS["max_params"]
-        and float(row["peak_memory_kib"]) <= BUDGETS["max_peak_memory_kb"]
-    )
 
 
 def test_zeroshot_search_writes_results_and_resumes(tmp_path):
@@ -94,7 +69,7 @@ def test_zeroshot_search_writes_results_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_hybrid_search_trains_only_feasible_promising_candidates(tmp_path):
     result = run_search(
-        **BASE, **TINY_TRAINING, mode="hybrid", screen_ratio=2, trials=6, study="hy", results_dir=tmp_path
+        **BASE, **TINY_TRAINING, mode="hybrid", screen_ratio=2, trials=4, study="hy", results_dir=tmp_path
     )
     rows = read_rows(tmp_path / "hy")
     trained = [r for r in rows if r["val_accuracy"]]
@@ -162,9 +137,7 @@ make_storage(SearchSettings(space={space!r}, device="sim-npu-p32", dataset="digi
 def test_workers_started_together_on_a_new_database_all_open_it(tmp_path):
     """They race to create the tables; the losers retry instead of failing."""
     code = OPEN_STORAGE.format(start=time.time() + 8, space=str(BASE["space"]), url=f"sqlite:///{tmp_path / 'new.db'}")
-    workers = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE) for _ in range(6)]
-    errors = [worker.communicate(timeout=120)[1].decode() for worker in workers]
-    assert [w.returncode for w in workers] == [0] * 6, "\n".join(errors)
+    finish_workers([start_worker(code) for _ in range(6)], timeout_s=120)
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
@@ -244,10 +217,9 @@ def wait_for_training(db: Path, process: subprocess.Popen, timeout_s: float = 24
 
 
 @pytest.mark.slow
-def test_a_killed_search_resumes_without_losing_finished_trials(tmp_path, sim_estimator):
+def test_a_killed_search_resumes_without_losing_finished_trials(tmp_path):
     code = KILLED_SEARCH.format(settings=KILLED, results=str(tmp_path))
-    env = {**os.environ, "EDGENAS_ESTIMATORS": str(sim_estimator)}
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
     db = tmp_path / "killed" / "study.db"
     try:
         wait_for_training(db, process)

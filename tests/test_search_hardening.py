@@ -2,69 +2,46 @@
 
 from __future__ import annotations
 
-import csv
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
 
-from latency_estimator import build_estimator
 from nas.cli.main import main
 from nas.search import run_search
+from nas.search.counting import tally
 from nas.search.report import latency_change
-from nas.search.runner import counted_trials
 from search_spaces import shipped_space_path
+from tests.search_helpers import finish_workers, load_journal_study, read_rows, start_worker
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
 SPACE = str(shipped_space_path("fused_ibn"))
 SEARCH = ["search", "--space", SPACE, "--device", "sim-npu-p32", "--dataset", "digits", "--no-baseline"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-        yield folder
-
-
-def rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "trials.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
 WORKER = """
+import sys
 from nas.search import run_search
-run_search(space={space!r}, device="sim-npu-p32", dataset="digits", study="jw", trials={trials}, mode="zeroshot",
-           strategy="random", baseline=False, seed={seed}, storage={journal!r}, results_dir={results!r})
+run_search(space=sys.argv[1], device="sim-npu-p32", dataset="digits", study="jw", trials=int(sys.argv[2]),
+           mode="zeroshot", strategy="random", baseline=False, seed=int(sys.argv[3]), storage=sys.argv[4],
+           results_dir=sys.argv[5])
 """
 
 
-def test_three_journal_workers_stop_at_exactly_the_target(tmp_path, sim_estimator):
+def test_three_journal_workers_stop_at_exactly_the_target(tmp_path):
     journal, trials = tmp_path / "study.log", 12
-    env = {**os.environ, "EDGENAS_ESTIMATORS": str(sim_estimator), "PYTHONPATH": str(REPO)}
-    code = [
-        WORKER.format(space=SPACE, trials=trials, seed=s, journal=str(journal), results=str(tmp_path))
-        for s in (0, 1, 2)
-    ]
-    workers = [subprocess.Popen([sys.executable, "-c", c], cwd=REPO, env=env, stderr=subprocess.PIPE) for c in code]
-    errors = [w.communicate(timeout=300)[1].decode() for w in workers]
-    assert [w.returncode for w in workers] == [0, 0, 0], "\n".join(errors)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    study = optuna.load_study(study_name="jw", storage=storage)
-    assert counted_trials(study) == trials
-    skipped = [t for t in study.trials if "surplus" in t.user_attrs]
-    assert all(not t.params and t.state == optuna.trial.TrialState.PRUNED for t in skipped)
-    # Free proposals (budget breakers, duplicates) are trials too, but only evaluations count toward the target.
-    listed = rows(tmp_path / "jw")
+    args = [SPACE, str(trials)]
+    finish_workers([start_worker(WORKER, *args, str(seed), str(journal), str(tmp_path)) for seed in (0, 1, 2)], 300)
+    study = load_journal_study(journal, "jw")
+    assert tally(study.trials).evaluated == trials
+    # Free proposals (duplicates; SURPLUS: a claim the others had filled) are trials too, listed, never evaluated.
+    listed = read_rows(tmp_path / "jw")
     assert len(listed) == len(study.trials)
     assert sum(r["evaluated"] == "1" for r in listed) == trials
+    assert all(r["evaluated"] == "0" and not r["proxy_score"] for r in listed if r["state"] == "SURPLUS")
     evaluated_archs = [r["arch_id"] for r in listed if r["evaluated"] == "1"]
     assert len(set(evaluated_archs)) == trials  # no architecture evaluated twice
+    assert f"Budget: {trials} of {trials} evaluations" in (tmp_path / "jw" / "report.md").read_text()
 
 
 def test_the_feasible_start_leaves_no_waiting_trial_and_zeroshot_rows_say_proxy(tmp_path):
@@ -73,7 +50,7 @@ def test_the_feasible_start_leaves_no_waiting_trial_and_zeroshot_rows_say_proxy(
         latency_budget_ms=0.5, results_dir=tmp_path, study="fs",
     )  # fmt: skip
     assert not [t for t in result.study.trials if t.state == optuna.trial.TrialState.WAITING]
-    assert {r["state"] for r in rows(tmp_path / "fs")} <= {"COMPLETE", "INFEASIBLE", "SCREENED", "FAIL"}
+    assert {r["state"] for r in read_rows(tmp_path / "fs")} <= {"COMPLETE", "INFEASIBLE", "SCREENED", "FAIL"}
     report = (tmp_path / "fs" / "report.md").read_text()
     assert "WAITING" not in report
     assert "| best proxy score (trial" in report and "most accurate" not in report

@@ -6,22 +6,17 @@ Real components: the sim-npu-p32 estimator (built small), SQLite and journal sto
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from latency_estimator.build import build_estimator
 from nas.search import STRATEGIES, ProposalsExhausted, run_search
 from nas.search.counting import tally
 from search_spaces import shipped_space_path
+from tests.search_helpers import BUDGETS, evaluated_rows, finish_workers, read_rows, start_worker, within_budgets
 
-REPO = Path(__file__).resolve().parents[1]
-BUDGETS = {"latency_budget_ms": 0.3, "max_params": 600_000, "max_peak_memory_kb": 256}
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
 BASE = {
     "space": shipped_space_path("combined"),
     "device": "sim-npu-p32",
@@ -32,33 +27,6 @@ BASE = {
     "feasible_start": False,  # the sampler itself proposes from the first trial
     **BUDGETS,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    """A small sim-npu-p32 estimator (seconds to build), found through $EDGENAS_ESTIMATORS."""
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-        yield folder
-
-
-def read_rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "trials.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
-def within_budgets(row: dict[str, str]) -> bool:
-    return (
-        float(row["latency_ms"]) <= BUDGETS["latency_budget_ms"]
-        and int(row["params"]) <= BUDGETS["max_params"]
-        and float(row["peak_memory_kib"]) <= BUDGETS["max_peak_memory_kb"]
-    )
-
-
-def evaluated(folder: Path) -> list[dict[str, str]]:
-    return [row for row in read_rows(folder) if row["evaluated"] == "1"]
 
 
 def wait_for_study(journal: Path, timeout_s: float = 300.0) -> None:
@@ -83,26 +51,22 @@ run_search(space=shipped_space_path("combined"), device="sim-npu-p32", dataset="
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_each_strategy_keeps_the_budgets_shares_a_journal_and_resumes(tmp_path, strategy, sim_estimator):
+def test_each_strategy_keeps_the_budgets_shares_a_journal_and_resumes(tmp_path, strategy):
     """Two workers on one journal file reach exactly the study's N; a resumed run then exactly the new N."""
     journal = tmp_path / "two.log"
-    env = {**os.environ, "EDGENAS_ESTIMATORS": str(sim_estimator), "PYTHONPATH": str(REPO)}
-    args = [strategy, str(journal), str(tmp_path)]
     workers = []
     for seed in (1, 2):
-        command = [sys.executable, "-c", WORKER, *args, str(seed)]
-        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE))
+        workers.append(start_worker(WORKER, strategy, str(journal), str(tmp_path), str(seed)))
         wait_for_study(journal)  # two workers creating one new study at once is issue 17's race, not this test's
-    errors = [worker.communicate(timeout=900)[1].decode() for worker in workers]
-    assert [w.returncode for w in workers] == [0, 0], "\n".join(e[-2000:] for e in errors)
-    first = evaluated(tmp_path / "two")
+    finish_workers(workers, timeout_s=900)
+    first = evaluated_rows(tmp_path / "two")
     assert len(first) == 4 and all(within_budgets(r) and r["state"] == "COMPLETE" for r in first)
 
     again = run_search(
         **BASE, mode="zeroshot", strategy=strategy, trials=6, study="two", storage=str(journal), results_dir=tmp_path
     )
     assert tally(again.study.get_trials()).evaluated == 6
-    rows = evaluated(tmp_path / "two")
+    rows = evaluated_rows(tmp_path / "two")
     assert rows[:4] == first and all(within_budgets(r) for r in rows)  # the resumed study kept what it had
 
 
@@ -120,7 +84,7 @@ def test_screened_and_infeasible_proposals_are_free_and_a_resumed_study_reaches_
     assert f"Budget: 2 of 2 evaluations (2 trained) from {len(rows)} proposals" in report
 
     run_search(**options, trials=3, study="hy", results_dir=tmp_path)
-    assert len([r for r in read_rows(tmp_path / "hy") if r["evaluated"] == "1"]) == 3
+    assert len(evaluated_rows(tmp_path / "hy")) == 3
 
 
 def test_budgets_that_admit_almost_nothing_stop_with_one_line(tmp_path):
@@ -134,7 +98,7 @@ def test_budgets_that_admit_almost_nothing_stop_with_one_line(tmp_path):
         message = str(exc)
         assert exc.result.study.trials  # the study so far comes with the error
         assert "\n" not in message and "proposals" in message and "admit almost nothing" in message
-        counts = len(evaluated(tmp_path / "tight"))
+        counts = len(evaluated_rows(tmp_path / "tight"))
         assert counts < 20 and len(read_rows(tmp_path / "tight")) >= 3 * (counts + 1)
     else:
         assert tally(result.study.get_trials()).evaluated == 20

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from latency_estimator import build_estimator
 from nas.cli.main import main
 from nas.search import SearchError, run_search
 from nas.search.settings import SearchSettings
@@ -16,18 +15,11 @@ from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_r
 from nas.search.study import make_storage
 from search_spaces import shipped_space_path
 
+pytestmark = pytest.mark.usefixtures("use_small_sim_estimator")
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"space": shipped_space_path("combined"), "device": "sim-npu-p32", "dataset": "digits", "population_size": 2}
 URL = "postgresql://alice:s3cr%40t-pw@db.example:5432/edgenas?sslpassword=k3y-pass"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sim_estimator(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("estimators")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGENAS_ESTIMATORS", str(folder))
-        build_estimator("sim-npu-p32", samples=150)
-        yield folder
 
 
 def test_passwords_are_masked_in_urls_and_texts():
@@ -107,9 +99,10 @@ def test_the_cli_refuses_a_malformed_url_in_one_line(tmp_path, capsys):
     ],
 )
 def test_resuming_with_other_settings_is_one_line(tmp_path, first, then, named):
-    run_search(**BASE, **first, trials=1, study="same", results_dir=tmp_path, baseline=False)
+    recipe = {"epochs": 1, "train_limit": 32, "batch_size": 16, "baseline": False}  # a multishot study in seconds
+    run_search(**BASE, **recipe, **first, trials=1, study="same", results_dir=tmp_path)
     with pytest.raises(SearchError, match="this study") as error:
-        run_search(**BASE, **then, trials=2, study="same", results_dir=tmp_path, baseline=False, epochs=1)
+        run_search(**BASE, **recipe, **then, trials=2, study="same", results_dir=tmp_path)
     assert named in str(error.value) and "\n" not in str(error.value)
 
 

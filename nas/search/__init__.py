@@ -5,7 +5,7 @@ line). The modules follow the life of a trial:
 
     settings   SearchSettings: every knob, its default and why
     budgets    hard budgets (latency, params, peak memory), their constraint values, the spread feasible start
-    counting   what the budget counts: evaluations; infeasible, duplicate and screened proposals are free
+    counting   the budget is evaluations (other proposals are free): claims, and whether a worker goes on
     study      storage, study, samplers (evolution = NSGA-II, tpe, random, gp, surrogate), pruners
     surrogate  the predictor-guided sampler: a model of accuracy searched with the latency estimator
     objective  one trial: suggest, measure, refuse budget breakers, screen, claim an evaluation, evaluate, record

@@ -1,4 +1,4 @@
-"""What a search pays for: the study's trials counted as proposals, and the evaluations among them.
+"""What a search pays for, and the one place that decides whether a worker goes on.
 
 ``--trials N`` is N *evaluations*: candidates trained (multishot, hybrid;
 pruned ones included, since their training ran) or scored by the proxy
@@ -13,16 +13,26 @@ forever; :func:`proposals_exhausted` ends such a search once it has made
 ``max_proposals_per_evaluation`` proposals for every evaluation it got (and
 one more evaluation's worth).
 
-Several workers reach exactly N: a worker about to evaluate first records a
-claim on its trial (:func:`claim_evaluation`); the claims are ranked by
-trial number, and a claim beyond the N-th backs off unevaluated (outcome
-SURPLUS, free); its worker stops once the study holds N evaluations finished
-or under way (:func:`committed`) and no interrupted trial waits for its retry.
+Exactly N with many workers on one study (journal file, SQLite, PostgreSQL):
+
+* a worker about to evaluate first records a claim on its trial
+  (:func:`claim_evaluation`) and reads the study back; when the evaluations
+  finished, claimed by other running trials, or owed to interrupted trials'
+  retries already fill N, it withdraws the claim and the trial is recorded
+  as SURPLUS, unevaluated and free. This is the only place a trial is
+  refused its evaluation;
+* after every trial, a worker asks :func:`may_go_on`: it goes on while the
+  evaluations finished or claimed are short of N, or a retry waits; when
+  other workers' claimed trials fill N it waits for them, so that it neither
+  stops before one of them dies (its retry must still run) nor proposes a
+  trial that could only be SURPLUS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import optuna
@@ -31,17 +41,28 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = [
     "CLAIM_ATTR",
     "EVALUATED_OUTCOMES",
+    "POLL_S",
     "Tally",
     "claim_evaluation",
     "committed",
     "counts_toward_budget",
+    "holds_claim",
+    "may_go_on",
+    "pending_retries",
     "proposals_exhausted",
     "tally",
 ]
 
+logger = logging.getLogger(__name__)
+
 # The outcomes that used an evaluation: trained to the end, pruned mid-training, failed while evaluated.
 EVALUATED_OUTCOMES = ("COMPLETE", "PRUNED", "FAIL")
-CLAIM_ATTR = "evaluation_claim"  # set on a trial before its evaluation starts
+CLAIM_ATTR = "evaluation_claim"  # True on a trial before its evaluation starts; False once withdrawn (SURPLUS)
+POLL_S = 0.5  # how often a waiting worker reads the study (one small query)
+
+
+def holds_claim(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get(CLAIM_ATTR) is True
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:
@@ -51,7 +72,7 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
         trial.state.is_finished()
         and attrs.get("outcome") in EVALUATED_OUTCOMES
         and "duplicate_of" not in attrs
-        and (attrs.get("outcome") != "FAIL" or CLAIM_ATTR in attrs)
+        and (attrs.get("outcome") != "FAIL" or holds_claim(trial))
     )
 
 
@@ -97,32 +118,83 @@ def proposals_exhausted(counts: Tally, max_proposals_per_evaluation: int) -> boo
     return counts.proposals >= max_proposals_per_evaluation * (counts.evaluated + 1)
 
 
+def _is_retry(trial: FrozenTrial) -> bool:
+    return "failed_trial" in trial.system_attrs
+
+
+def pending_retries(trials: Iterable[FrozenTrial]) -> int:
+    """Interrupted architectures queued for their one retry (WAITING)."""
+    return sum(t.state == TrialState.WAITING and _is_retry(t) for t in trials)
+
+
 def committed(trials: Iterable[FrozenTrial]) -> int:
-    """Evaluations finished plus those under way (running trials holding a claim): what a worker stops at."""
+    """Evaluations finished plus those under way: running trials holding a claim, and running retries (a retry
+    always gets its evaluation, and is seen before it has written its claim)."""
     return sum(
-        counts_toward_budget(t) or (t.state == TrialState.RUNNING and CLAIM_ATTR in t.user_attrs) for t in trials
+        counts_toward_budget(t) or (t.state == TrialState.RUNNING and (holds_claim(t) or _is_retry(t))) for t in trials
     )
 
 
 def claim_evaluation(trial: optuna.Trial, target: int) -> bool:
-    """Claim one of the study's ``target`` evaluations for ``trial``; False when all are taken.
+    """Claim one of the study's ``target`` evaluations for ``trial``; False (claim withdrawn) when all are taken.
 
     The retry of an interrupted trial always gets its evaluation: the one it
     replaces never counted, and a resumed run gives every interrupted
     architecture its retry even when the target is reached.
 
-    The claim is written first, then the claims are read back: the finished
-    evaluations plus the running trials holding a claim with a lower number.
-    Two workers claiming at once both see both claims, and only the lower
-    number goes on, so the study ends with exactly ``target`` evaluations.
+    The claim is written first, then the study is read back: evaluations
+    finished, the other running trials' claims (whatever their number) and
+    the queued retries. Of several claims made at once, the one read last
+    sees all the others, so the claims that go on never take the study past
+    ``target``; two that see each other both back off, and their workers
+    propose again.
     """
     trial.set_user_attr(CLAIM_ATTR, True)
-    ahead = 0
+    others = []
     for other in trial.study.get_trials(deepcopy=False):
-        if other.number == trial.number:
-            if "failed_trial" in other.system_attrs:
-                return True
-            continue
-        claimed = other.state == TrialState.RUNNING and CLAIM_ATTR in other.user_attrs and other.number < trial.number
-        ahead += counts_toward_budget(other) or claimed
-    return ahead < target
+        if other.number != trial.number:
+            others.append(other)
+        elif _is_retry(other):
+            return True
+    if committed(others) + pending_retries(others) < target:
+        return True
+    trial.set_user_attr(CLAIM_ATTR, False)  # so that claims made meanwhile do not count it
+    return False
+
+
+def may_go_on(
+    study: optuna.Study,
+    *,
+    target: int,
+    recover: Callable[[], object],
+    max_wait_s: float | None = None,
+    poll_s: float = POLL_S,
+) -> bool:
+    """True when this worker may start another trial; False when the study holds (or is about to hold) ``target``.
+
+    A queued retry always runs. While other workers' claimed trials fill the
+    target, this waits: one that finishes fills it (False); one whose worker
+    died is failed by ``recover`` (the liveness check, Optuna's heartbeat)
+    and its retry queued (True: run it). After ``max_wait_s`` (None: no
+    limit) it gives up (False), which a journal file needs: it has no
+    heartbeat, so a worker lost on another machine leaves its trial RUNNING.
+    """
+    deadline = None if max_wait_s is None else time.monotonic() + max_wait_s
+    waited = False
+    while True:
+        recover()
+        trials = study.get_trials(deepcopy=False)
+        if pending_retries(trials):
+            return True
+        done = sum(map(counts_toward_budget, trials))
+        if done >= target:
+            return False
+        if committed(trials) < target:
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            logger.warning("other workers' claimed trials fill the target of %d; this worker stops", target)
+            return False
+        if not waited:
+            logger.info("%d of %d evaluations done, the rest under way on other workers: waiting", done, target)
+            waited = True
+        time.sleep(poll_s)

@@ -16,7 +16,8 @@ goes on. The same architecture proposed again reuses the earlier result
 Budget breakers, duplicates and screened candidates are free proposals; only
 an evaluation counts toward the study's N (:mod:`nas.search.counting`). A
 candidate that passes the screen claims an evaluation first; when the study
-(all workers together) already holds N, it is recorded as SURPLUS, unevaluated.
+(all workers together) already holds N, it is recorded as SURPLUS, unevaluated
+and free (:func:`nas.search.counting.claim_evaluation`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from nas.search.budgets import Budgets, LatencyFn, Measured, measure
 from nas.search.counting import claim_evaluation
 from nas.search.modes import Evaluator, set_outcome
 from nas.search.resume import mark_worker
-from nas.search.slots import SURPLUS_ATTR
 from search_spaces import ArchConfig, SearchSpace
 from search_spaces.errors import EdgeNasError, one_line
 
@@ -68,20 +68,14 @@ class Objective:
         dtype_bytes: int,
         evaluator: Evaluator,
         memory_objective: bool,
-        surplus: Callable[[optuna.Trial], str | None] | None = None,
         target: int | None = None,
     ) -> None:
         self.space, self.budgets, self.latency_fn = space, budgets, latency_fn
         self.dtype_bytes, self.evaluator, self.memory_objective = dtype_bytes, evaluator, memory_objective
-        self.surplus = surplus  # why a trial just started is one too many (other workers fill the target), or None
         self.target = target  # the study's evaluations (N); None: no claim, every candidate is evaluated
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         mark_worker(trial)
-        reason = self.surplus(trial) if self.surplus is not None else None
-        if reason is not None:
-            trial.set_user_attr(SURPLUS_ATTR, reason)
-            raise optuna.TrialPruned(reason)
         arch = self.space.suggest(trial)
         _record_arch(trial, arch)
         measured = measure([arch], self.latency_fn, dtype_bytes=self.dtype_bytes)[0]
@@ -95,8 +89,10 @@ class Objective:
             return self._reuse(trial, source, measured)
         self._guarded(trial, arch, self.evaluator.screen)
         if self.target is not None and not claim_evaluation(trial, self.target):
-            set_outcome(trial, "SURPLUS", f"the study already holds its {self.target} evaluations; not evaluated")
-            raise optuna.TrialPruned("surplus")  # the run's callback stops the worker
+            set_outcome(
+                trial, "SURPLUS", f"the study's {self.target} evaluations are taken (done or under way); not evaluated"
+            )
+            raise optuna.TrialPruned("surplus")  # free; the run's callback decides whether the worker goes on
         value = self._guarded(trial, arch, self.evaluator.evaluate)
         set_outcome(trial, "COMPLETE")
         return self.values(value, measured)

@@ -40,7 +40,7 @@ CSV_COLUMNS = (
 class TrialRow:
     """One trial as edgenas reports it.
 
-    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SURPLUS, SKIPPED, RUNNING or WAITING.
+    ``state``: COMPLETE, INFEASIBLE, PRUNED, SCREENED, FAIL, SURPLUS, RUNNING or WAITING.
     """
 
     number: int
@@ -124,8 +124,6 @@ def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
 
 def _state(trial: FrozenTrial, retries: dict[int, int]) -> tuple[str, str]:
     outcome = trial.user_attrs.get("outcome")
-    if "surplus" in trial.user_attrs:  # nas.search.slots.SURPLUS_ATTR: started as other workers filled the target
-        return "SKIPPED", trial.user_attrs["surplus"]
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return trial.state.name, "retry of interrupted trial" if "failed_trial" in trial.system_attrs else ""
     if outcome is not None and not (trial.state == TrialState.FAIL and outcome != "FAIL"):

@@ -17,7 +17,6 @@ STATE_ORDER = (
     "SCREENED",
     "FAIL",
     "SURPLUS",
-    "SKIPPED",
     "RUNNING",
     "WAITING",
 )

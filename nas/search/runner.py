@@ -24,13 +24,12 @@ from optuna.storages import BaseStorage
 from nas.datasets import Dataset
 from nas.dense_datasets import DenseDataset
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
-from nas.search.counting import Tally, committed, proposals_exhausted, tally
+from nas.search.counting import Tally, holds_claim, may_go_on, proposals_exhausted, tally
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
 from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
 from nas.search.settings import SearchSettings
-from nas.search.slots import surplus_reason, wait_for_slot
 from nas.search.study import (
     STARTUP_TRIALS,
     make_sampler,
@@ -197,9 +196,6 @@ def run_with_latency_fn(
         dtype_bytes=dtype_bytes,
         evaluator=evaluator,
         memory_objective=settings.memory_objective,
-        surplus=lambda trial: surplus_reason(
-            trial, target=settings.trials, counted=counted_trials, pending=pending_retries
-        ),
         target=settings.trials,
     )
     extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
@@ -328,29 +324,6 @@ def _evaluate_baseline(
     )
 
 
-def counted_trials(study: optuna.Study) -> int:
-    """Evaluations so far (trained or scored candidates; interrupted ones, retried, and free proposals do not count)."""
-    return tally(study.get_trials(deepcopy=False)).evaluated
-
-
-def pending_retries(study: optuna.Study) -> int:
-    """Interrupted architectures still waiting for their one retry."""
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    return sum("failed_trial" in t.system_attrs for t in waiting)
-
-
-def finished(study: optuna.Study, settings: SearchSettings) -> bool:
-    """The run ends when the study's evaluations, finished or under way, reach the target and no interrupted
-    architecture waits for its retry.
-
-    Optuna runs queued trials oldest first, so a retry may come after
-    architectures queued earlier (the feasible start); past the target those
-    are recorded as SURPLUS, unevaluated, and the retry is evaluated.
-    """
-    trials = study.get_trials(deepcopy=False)
-    return committed(trials) >= settings.trials and not pending_retries(study)
-
-
 def exhausted(counts: Tally, settings: SearchSettings) -> bool:
     return counts.evaluated < settings.trials and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
 
@@ -369,13 +342,18 @@ def _raise_if_exhausted(result: SearchResult) -> None:
         )
 
 
-def may_start_trial(study: optuna.Study, storage, settings: SearchSettings) -> bool:
-    """Whether this worker starts another trial: not when the study's finished and running trials fill its target."""
-    return wait_for_slot(
+def go_on(study: optuna.Study, storage, settings: SearchSettings) -> bool:
+    """Whether this worker starts another trial (:func:`nas.search.counting.may_go_on`), unless proposals ran away.
+
+    Optuna runs queued trials oldest first, so a retry may come after
+    architectures queued earlier (the feasible start); past the target those
+    are recorded as SURPLUS, unevaluated, and the retry is evaluated.
+    """
+    if exhausted(tally(study.get_trials(deepcopy=False)), settings):
+        return False
+    return may_go_on(
         study,
         target=settings.trials,
-        counted=counted_trials,
-        pending=pending_retries,
         recover=lambda: recover_interrupted(study, storage),
         # A journal file has no heartbeat: a worker lost on another machine leaves its trial RUNNING for good.
         max_wait_s=None if isinstance(storage, optuna.storages.RDBStorage) else JOURNAL_MAX_WAIT_S,
@@ -385,10 +363,9 @@ def may_start_trial(study: optuna.Study, storage, settings: SearchSettings) -> b
 def _optimize(
     study: optuna.Study, storage, objective: Objective, settings: SearchSettings, extra: dict[str, Any], progress: bool
 ) -> None:
-    if finished(study, settings) or exhausted(tally(study.get_trials(deepcopy=False)), settings):
-        logger.info("study %r already holds %d evaluations; raise `trials` to go on", settings.study, settings.trials)
-        return
-    if not may_start_trial(study, storage, settings):
+    if not go_on(study, storage, settings):
+        counts = tally(study.get_trials(deepcopy=False)).describe()
+        logger.info("study %r (%s of %d): no trial for this worker", settings.study, counts, settings.trials)
         return
     callbacks = _Callbacks(study, storage, settings, extra, progress)
     try:
@@ -399,33 +376,30 @@ def _optimize(
 
 
 class _Callbacks:
-    """After each trial: stop at the target (or when proposals run away), recover interrupted trials, rewrite
-    results, update the bar."""
+    """After each trial: rewrite results, update the bar, stop unless :func:`go_on`."""
 
     def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
         self.storage, self.settings, self.extra = storage, settings, extra
         self.last_plot = self.last_write = time.monotonic()
-        self.bar = _progress_bar(settings, counted_trials(study)) if progress else None
+        self.bar = _progress_bar(settings, tally(study.get_trials(deepcopy=False)).evaluated) if progress else None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        recover_interrupted(study, self.storage)
-        counts = tally(study.get_trials(deepcopy=False))
-        if finished(study, self.settings) or exhausted(counts, self.settings):
+        if holds_claim(trial) or time.monotonic() - self.last_write >= RESULTS_EVERY_S:
+            self._write(study)
+        if not go_on(study, self.storage, self.settings):
             study.stop()
+
+    def _write(self, study: optuna.Study) -> None:
         now = time.monotonic()
-        evaluated = "evaluation_claim" in trial.user_attrs
-        if not evaluated and now - self.last_write < RESULTS_EVERY_S:
-            return
         plot = now - self.last_plot > PLOT_EVERY_S
         front = write_results(study, self.settings, plot=plot, extra=self.extra)
         self.last_write = time.monotonic()
         if plot:
             self.last_plot = self.last_write
         if self.bar is not None:
+            counts = tally(study.get_trials(deepcopy=False))
             self.bar.update(counts.evaluated - self.bar.n)
             self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {_best_so_far(front)}", refresh=True)
-        if not may_start_trial(study, self.storage, self.settings):
-            study.stop()
 
     def close(self) -> None:
         if self.bar is not None:
