@@ -7,8 +7,9 @@ the functions that need it, so that importing this package stays cheap.
 The rooms, leaves first: ``errors``; ``session`` (input/output names, the ONNX
 Runtime session), ``latency`` (timing statistics), ``threads`` (TVM's thread
 pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``artifact``;
-the TVM backend ``lowering`` -> ``tuning`` -> ``compile`` (also used by the
-latency estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
+the TVM backend ``lowering`` -> ``tuning`` (driving ``tuning_schedule``,
+``tuning_db`` and ``tuning_measure``) -> ``compile`` (also used by the latency
+estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
 ``runtime``, ``dense_outputs`` (boxes and masks from raw outputs) and ``overlay``;
 and ``pipeline`` (:func:`deploy_model`) on top.
 """
@@ -30,7 +31,10 @@ from deploy.runtime import IMAGE_SUFFIXES, ClassProbability, Predictor, load_inp
 from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
 from deploy.threads import set_tvm_threads
 from deploy.tracker import check_board
-from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, default_tuning_db, tune_module
+from deploy.tuning import TuningReport, tune_module
+from deploy.tuning_db import apply_database, default_tuning_db
+from deploy.tuning_measure import Measurer
+from deploy.tuning_schedule import TuningBudget
 
 __all__ = [
     "IMAGE_SUFFIXES",

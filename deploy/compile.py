@@ -27,7 +27,10 @@ import onnx
 from deploy.errors import CompileError
 from deploy.lowering import batch1_shape, finish_prepack, load_onnx, lower_onnx
 from deploy.targets import DeployTarget, get_target
-from deploy.tuning import Measurer, TuningBudget, TuningReport, apply_database, tune_module
+from deploy.tuning import TuningReport, tune_module
+from deploy.tuning_db import apply_database
+from deploy.tuning_measure import Measurer
+from deploy.tuning_schedule import TuningBudget
 from search_spaces.errors import EdgeNasError, one_line
 
 __all__ = ["BUILD_LOG", "CompiledModel", "compile_onnx", "load_compiled"]
@@ -116,7 +119,7 @@ def compile_onnx(
     """Compile an ONNX model (single input ``input``, N x C x H x W) for ``target`` at batch 1.
 
     ``tuning_trials > 0`` tunes with MetaSchedule into ``tuning_db`` (default ``work_dir/tuning-db``;
-    deploy's command line uses the target's persistent :func:`deploy.tuning.default_tuning_db`), within
+    deploy's command line uses the target's persistent :func:`deploy.tuning_db.default_tuning_db`), within
     ``tune_minutes`` (None: no limit), measuring on this host, or on the board at ``rpc_tracker`` /
     ``rpc_key`` (required for a target this host cannot run); ``tuning_db`` alone applies earlier tuning.
     ``tuning_weighting`` shares the trials out by task FLOPs (``flops``) or evenly (``even``).

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nas.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DatasetError, _read_idx_pair
+from nas.datasets import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DatasetError, read_idx_pair
 from nas.scenes import ItemPool, SceneConfig, make_scene
 
 __all__ = [
@@ -153,8 +153,8 @@ def digit_scene_sources(data_dir: Path | None, seed: int) -> DenseSources:
 def fashion_scene_sources(data_dir: Path | None, seed: int) -> DenseSources:
     """Scenes of Fashion-MNIST items: train/val items from its training set (90/10), test items from t10k."""
     root = data_dir if data_dir is not None else FASHION_MNIST_DIR
-    train_x, train_y = _read_idx_pair(root, "train")  # uint8; make_scene rescales every item to peak 1
-    test_x, test_y = _read_idx_pair(root, "t10k")
+    train_x, train_y = read_idx_pair(root, "train")  # uint8; make_scene rescales every item to peak 1
+    test_x, test_y = read_idx_pair(root, "t10k")
     order = np.random.default_rng(seed).permutation(len(train_y))
     n_val = round(0.1 * len(order))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])

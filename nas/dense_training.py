@@ -21,9 +21,6 @@ which score it is).
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,18 +31,7 @@ from nas.dense_datasets import DENSE_TASKS, DenseBatch, DenseDataset, DenseSplit
 from nas.dense_losses import detection_loss, segmentation_loss
 from nas.dense_metrics import ConfusionMatrix, DetectionScores, SegmentationScores, detection_map
 from nas.task_metrics import task_metric
-from nas.training import (
-    EpochRecord,
-    TrainConfig,
-    TrainingError,
-    TrainResult,
-    _progress_bar,
-    _sgd,
-    _warmup_cosine,
-    check_fits,
-    resolve_device,
-    torch_threads,
-)
+from nas.training import TrainConfig, TrainingError, TrainLoop, TrainResult, check_fits, fit
 from search_spaces.arch import ArchConfig
 from search_spaces.box_coding import DEFAULT_DECODE, DecodeSettings, decode, encode_targets
 from search_spaces.builder import build_model
@@ -59,7 +45,6 @@ __all__ = [
     "train_dense_model",
 ]
 
-logger = logging.getLogger(__name__)
 
 # What the score is, per task (nas.task_metrics decides the names): the manifest's test_metric.
 METRICS = {task: task_metric(task).key for task in DENSE_TASKS}
@@ -126,55 +111,28 @@ def train_dense_model(
     if task not in DENSE_TASKS:
         raise TrainingError(f"`task` must be one of {DENSE_TASKS}, but got {task=}")
     num_classes = dataset.num_classes(task)
-    device = resolve_device(config.device)
-    start = time.perf_counter()
-    with torch_threads(config.threads):
-        torch.manual_seed(config.seed)
-        model.to(device)
-        loop = _DenseLoop(model, dataset, task, config, device)
-        history = loop.run(on_epoch, progress)
-        test = evaluate_dense(model, dataset.test, task=task, num_classes=num_classes)
-    seconds = time.perf_counter() - start
-    val = history[-1].val_accuracy
-    logger.info("trained %d steps in %.1f s: val %.4f, test %.4f", loop.step, seconds, val, test.score)
-    return TrainResult(
-        val_accuracy=history[-1].val_accuracy,
-        test_accuracy=test.score,
-        history=tuple(history),
-        seconds=seconds,
-        steps=loop.step,
+    return fit(
+        model,
+        config=config,
+        loop=lambda device: _DenseLoop(model, dataset, task, config, device),
+        test_score=lambda: evaluate_dense(model, dataset.test, task=task, num_classes=num_classes).score,
+        on_epoch=on_epoch,
+        progress=progress,
     )
 
 
-class _DenseLoop:
+class _DenseLoop(TrainLoop):
+    """Detection or segmentation: batches from the split's loader, the task's loss."""
+
     def __init__(self, model: nn.Module, data: DenseDataset, task: str, config: TrainConfig, device: torch.device):
-        self.model, self.data, self.task, self.config, self.device = model, data, task, config, device
+        super().__init__(model, config, device, train_size=len(data.train))
+        self.data, self.task, self.metric = data, task, METRICS[task]
         self.num_classes = data.num_classes(task)
-        self.steps_per_epoch = max(1, len(data.train) // config.batch_size)
-        total = config.epochs * self.steps_per_epoch
-        self.total_steps = min(total, config.max_steps) if config.max_steps is not None else total
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.optimizer = _sgd(model, config)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _warmup_cosine(config, self.total_steps))
-        self.step = 0
 
-    def run(self, on_epoch: Callable[[int, float], None] | None, progress: bool) -> list[EpochRecord]:
-        history = []
-        with _progress_bar(self.total_steps, progress) as bar:
-            for epoch in range(1, self.epochs + 1):
-                started = time.perf_counter()
-                train_loss = self._train_epoch(epoch, bar)
-                val = evaluate_dense(self.model, self.data.val, task=self.task, num_classes=self.num_classes).score
-                history.append(EpochRecord(epoch, train_loss, val, time.perf_counter() - started))
-                logger.debug("epoch %d: loss %.4f, val %s %.4f", epoch, train_loss, METRICS[self.task], val)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}")
-                if on_epoch is not None:
-                    on_epoch(epoch, val)
-        return history
+    def val_score(self) -> float:
+        return evaluate_dense(self.model, self.data.val, task=self.task, num_classes=self.num_classes).score
 
-    def _train_epoch(self, epoch: int, bar) -> float:
-        self.model.train()
+    def train_epoch(self, epoch: int, bar) -> float:
         steps = min(self.steps_per_epoch, self.total_steps - self.step)
         batches = self.data.train.loader(
             batch_size=min(self.config.batch_size, len(self.data.train)), shuffle=True, seed=self.config.seed + epoch
@@ -183,24 +141,11 @@ class _DenseLoop:
         for batch in batches:
             if len(losses) == steps or len(batch) < min(self.config.batch_size, len(self.data.train)):
                 break  # the ragged last batch: a batch of one breaks BatchNorm and skews the step size
-            losses.append(self._step(batch.to(self.device), epoch))
+            batch = batch.to(self.device)
+            losses.append(self.apply(self._loss(self.model(batch.images), batch), epoch))
             if bar is not None:
                 bar.update(1)
         return sum(losses) / len(losses)
-
-    def _step(self, batch: DenseBatch, epoch: int) -> float:
-        loss = self._loss(self.model(batch.images), batch)
-        self.step += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"training diverged at epoch {epoch} step {self.step} (loss={value}); try a lower learning rate"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return value
 
     def _loss(self, outputs, batch: DenseBatch) -> torch.Tensor:
         if self.step == 0:

@@ -10,6 +10,7 @@ Optuna pruner; whatever it raises (``optuna.TrialPruned``) propagates.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import time
@@ -28,9 +29,11 @@ __all__ = [
     "EpochRecord",
     "TrainConfig",
     "TrainResult",
+    "TrainLoop",
     "TrainingError",
     "check_compatible",
     "evaluate",
+    "fit",
     "resolve_device",
     "train_arch",
     "train_model",
@@ -161,62 +164,120 @@ def train_model(
     progress: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place with SGD + cosine schedule; score on val every epoch, on test at the end."""
+    return fit(
+        model,
+        config=config,
+        loop=lambda device: _Loop(model, dataset, config, device),
+        test_score=lambda: evaluate(model, dataset.test),
+        on_epoch=on_epoch,
+        progress=progress,
+    )
+
+
+def fit(
+    model: nn.Module,
+    *,
+    config: TrainConfig,
+    loop: Callable[[torch.device], TrainLoop],
+    test_score: Callable[[], float],
+    on_epoch: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Run the :class:`TrainLoop` that ``loop`` makes for the model's device, then score on test."""
     device = resolve_device(config.device)
     start = time.perf_counter()
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)  # dropout and other in-model randomness
         model.to(device)
-        loop = _Loop(model, dataset, config, device)
-        history = loop.run(on_epoch, progress)
-        test_accuracy = evaluate(model, dataset.test)
+        run = loop(device)  # after model.to: the optimiser holds the parameters on the device
+        history = run.run(on_epoch, progress)
+        test = test_score()
     seconds = time.perf_counter() - start
-    logger.info(
-        "trained %d steps in %.1f s: val %.4f, test %.4f", loop.step, seconds, history[-1].val_accuracy, test_accuracy
-    )
+    logger.info("trained %d steps in %.1f s: val %.4f, test %.4f", run.step, seconds, history[-1].val_accuracy, test)
     return TrainResult(
         val_accuracy=history[-1].val_accuracy,
-        test_accuracy=test_accuracy,
+        test_accuracy=test,
         history=tuple(history),
         seconds=seconds,
-        steps=loop.step,
+        steps=run.step,
     )
 
 
-class _Loop:
-    """The state of one training run: optimiser, schedule, step counter."""
+class TrainLoop(abc.ABC):
+    """The state of one training run: optimiser, schedule, step counter, the epochs.
 
-    def __init__(self, model: nn.Module, dataset: Dataset, config: TrainConfig, device: torch.device) -> None:
-        self.model, self.dataset, self.config, self.device = model, dataset, config, device
-        n = len(dataset.train)
+    Each epoch, :meth:`run` calls :meth:`train_epoch` (the model in train mode), which walks the
+    task's training split and calls :meth:`apply` with each batch's loss, then :meth:`val_score`.
+    """
+
+    metric = "accuracy"  # the val score's name, for the log
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, *, train_size: int) -> None:
+        self.model, self.config, self.device = model, config, device
         # Drop the ragged last batch: a batch of one breaks BatchNorm and skews the step size.
-        self.steps_per_epoch = max(1, n // config.batch_size)
+        self.steps_per_epoch = max(1, train_size // config.batch_size)
         total = config.epochs * self.steps_per_epoch
         self.total_steps = min(total, config.max_steps) if config.max_steps is not None else total
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.optimizer = _sgd(model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _warmup_cosine(config, self.total_steps))
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
+
+    @abc.abstractmethod
+    def train_epoch(self, epoch: int, bar) -> float:
+        """Train one epoch (at most the steps left), updating ``bar`` per step; returns its mean loss."""
+
+    @abc.abstractmethod
+    def val_score(self) -> float:
+        """The model's score on the val split, in [0, 1]."""
 
     def run(self, on_epoch: Callable[[int, float], None] | None, progress: bool) -> list[EpochRecord]:
         history = []
         with _progress_bar(self.total_steps, progress) as bar:
             for epoch in range(1, self.epochs + 1):
                 started = time.perf_counter()
-                train_loss = self._train_epoch(epoch, bar)
-                val_accuracy = evaluate(self.model, self.dataset.val)
-                record = EpochRecord(epoch, train_loss, val_accuracy, time.perf_counter() - started)
+                self.model.train()
+                train_loss = self.train_epoch(epoch, bar)
+                val = self.val_score()
+                record = EpochRecord(epoch, train_loss, val, time.perf_counter() - started)
                 history.append(record)
-                logger.debug("epoch %d: loss %.4f, val %.4f (%.1f s)", epoch, train_loss, val_accuracy, record.seconds)
+                logger.debug(
+                    "epoch %d: loss %.4f, val %s %.4f (%.1f s)", epoch, train_loss, self.metric, val, record.seconds
+                )
                 if bar is not None:
-                    bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_accuracy:.3f}")
+                    bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}")
                 if on_epoch is not None:
-                    on_epoch(epoch, val_accuracy)
+                    on_epoch(epoch, val)
         return history
 
-    def _train_epoch(self, epoch: int, bar) -> float:
-        self.model.train()
+    def apply(self, loss: torch.Tensor, epoch: int) -> float:
+        """One optimiser step on ``loss``; a TrainingError when it is not finite."""
+        self.step += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} step {self.step} (loss={value}); try a lower learning rate"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+
+class _Loop(TrainLoop):
+    """Classification: shuffled slices of the in-memory training split, cross-entropy."""
+
+    def __init__(self, model: nn.Module, dataset: Dataset, config: TrainConfig, device: torch.device) -> None:
+        super().__init__(model, config, device, train_size=len(dataset.train))
+        self.dataset = dataset
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def val_score(self) -> float:
+        return evaluate(self.model, self.dataset.val)
+
+    def train_epoch(self, epoch: int, bar) -> float:
         train = self.dataset.train
         n = len(train)
         order = torch.randperm(n, generator=self.generator)
@@ -237,18 +298,7 @@ class _Loop:
                 f"model returns logits of shape {tuple(logits.shape)}, expected (N, {self.dataset.num_classes}) "
                 f"for dataset {self.dataset.name!r}"
             )
-        loss = self.loss_fn(logits, y)
-        self.step += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"training diverged at epoch {epoch} step {self.step} (loss={value}); try a lower learning rate"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        return value
+        return self.apply(self.loss_fn(logits, y), epoch)
 
 
 def _sgd(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

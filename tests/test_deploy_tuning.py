@@ -17,7 +17,8 @@ pytest.importorskip("tvm")
 from deploy import compile_onnx, export_onnx, get_target, lower_onnx, random_inputs  # noqa: E402
 from deploy.lowering import load_onnx  # noqa: E402
 from deploy.session import ort_session  # noqa: E402
-from deploy.tuning import BUDGET_FILE, MIN_TRIALS_PER_TASK, task_trials  # noqa: E402
+from deploy.tuning_db import BUDGET_FILE  # noqa: E402
+from deploy.tuning_schedule import MIN_TRIALS_PER_TASK, task_trials  # noqa: E402
 
 SHAPE = (1, 3, 12, 12)
 

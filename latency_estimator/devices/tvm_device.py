@@ -29,7 +29,7 @@ from deploy.compile import CompiledModel, compile_onnx
 from deploy.errors import CompileError
 from deploy.targets import DeployTarget, cuda_available, get_target, host_target
 from deploy.threads import set_tvm_threads
-from deploy.tuning import default_tuning_db
+from deploy.tuning_db import default_tuning_db
 from latency_estimator.devices import register_device
 from latency_estimator.devices._timing import TimingSettings, measure_stably
 from latency_estimator.devices.base import Device, DeviceProfile, Measurement
@@ -42,7 +42,7 @@ __all__ = ["TvmDevice", "TvmSettings"]
 
 logger = logging.getLogger(__name__)
 TARGET_KINDS = ("llvm", "cuda")
-DEPLOY_DB = "deploy"  # tuning_db: the deploy target's persistent database (deploy.tuning.default_tuning_db)
+DEPLOY_DB = "deploy"  # tuning_db: the deploy target's persistent database (deploy.tuning_db.default_tuning_db)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ and predict load it (predict, like a search, builds a simulated device's estimat
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from latency_estimator import (
@@ -78,16 +80,9 @@ def _directory(args: argparse.Namespace) -> Path:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     device = get_device(args.device)
     directory = _directory(args)
-    with tqdm(desc=f"profiling {device.name}", unit="meas", dynamic_ncols=True) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _progress(f"profiling {device.name}", unit="meas") as progress:
         dataset = profile_device(
             device,
             samples=device.default_samples if args.samples is None else args.samples,
@@ -120,18 +115,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     device = get_device(args.device)
     directory = _directory(args)
     estimator = LatencyEstimator.load(directory, device=device.name, profile=device.profile.to_dict())
     out = args.out or directory
-    with tqdm(desc=f"timing networks on {device.name}", unit="run", dynamic_ncols=True) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _progress(f"timing networks on {device.name}", unit="run") as progress:
         evaluation = evaluate_estimator(
             estimator,
             device,
@@ -176,3 +164,17 @@ def run_predict(args: argparse.Namespace) -> int:
     print(format_table(["subgraph", "kind", "predicted ms"], rows))
     print(f"\npredicted latency on {device.name}: {prediction.latency_ms:.4f} ms")
     return 0
+
+
+@contextmanager
+def _progress(desc: str, *, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar, and the ``progress(done, total)`` callback that moves it."""
+    from tqdm import tqdm
+
+    with tqdm(desc=desc, unit=unit, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
