@@ -30,6 +30,7 @@ from torch import nn
 from nas.dense_datasets import DENSE_TASKS, DenseBatch, DenseDataset, DenseSplit
 from nas.dense_losses import detection_loss, segmentation_loss
 from nas.dense_metrics import ConfusionMatrix, DetectionScores, SegmentationScores, detection_map
+from nas.task_metrics import task_metric
 from nas.training import TrainConfig, TrainingError, TrainLoop, TrainResult, check_fits, fit
 from search_spaces.arch import ArchConfig
 from search_spaces.box_coding import DEFAULT_DECODE, DecodeSettings, decode, encode_targets
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 
-METRICS = {"detection": "map", "segmentation": "miou"}
+# What the score is, per task (nas.task_metrics decides the names): the manifest's test_metric.
+METRICS = {task: task_metric(task).key for task in DENSE_TASKS}
 
 
 @dataclass(frozen=True)

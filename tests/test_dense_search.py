@@ -74,7 +74,7 @@ def test_tiny_detection_search_trains_candidates_and_writes_a_pareto_front(space
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {row["state"] for row in rows} <= {"COMPLETE"}
     for row in rows:
-        assert 0.0 <= float(row["val_accuracy"]) <= 1.0  # COCO mAP@[.5:.95] of the val scenes
+        assert 0.0 <= float(row["val_map"]) <= 1.0  # COCO mAP@[.5:.95] of the val scenes
     document = json.loads((folder / "pareto.json").read_text())
     assert document["pareto"] and len(document["pareto"]) == len(result.pareto)
     for entry in document["pareto"]:

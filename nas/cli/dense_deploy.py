@@ -36,6 +36,7 @@ from deploy import (
 from deploy.pipeline import DISPLAY_DECODE
 from nas.dense_datasets import DenseDataset, load_dense_dataset
 from nas.dense_training import METRICS, check_dense_compatible, evaluate_dense, train_dense_arch
+from nas.task_metrics import task_metric
 from nas.training import TrainConfig
 from search_spaces import ArchConfig
 from search_spaces.box_coding import DecodeSettings
@@ -108,7 +109,7 @@ def deploy_dense(
 
 
 def _trained_model(arch: ArchConfig, dataset: DenseDataset, args: argparse.Namespace) -> tuple[nn.Module, float]:
-    metric = METRICS[arch.task]
+    metric = task_metric(arch.task).label
     if args.weights is not None:
         model = load_weights(arch, args.weights)
         score = evaluate_dense(model, dataset.test, task=arch.task, num_classes=arch.head.num_classes).score

@@ -36,6 +36,7 @@ from nas.cli.common import format_table, human_bytes, int_at_least
 from nas.cli.dense_deploy import add_dense_deploy_arguments, add_dense_run_arguments, deploy_dense, run_dense
 from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
 from nas.datasets import Dataset
+from nas.task_metrics import task_metric
 from nas.training import TrainConfig, check_compatible, evaluate, train_arch
 from search_spaces import ArchConfig
 from search_spaces.errors import EdgeNasError
@@ -199,7 +200,7 @@ def _print_deploy_summary(result: DeployResult) -> None:
     for where, ms in {**manifest.measured_latency_ms, **manifest.estimated_latency_ms}.items():
         kind = "measured" if where in manifest.measured_latency_ms else "estimated"
         print(f"{kind} latency {where}: {ms:.4f} ms")
-    metric = "accuracy" if manifest.task == "classification" else manifest.test_metric
+    metric = task_metric(manifest.task).label
     print(f"artifact written to {result.folder} (test {metric} {_fmt(manifest.test_accuracy)})")
 
 

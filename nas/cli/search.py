@@ -13,6 +13,7 @@ from nas.search.counting import tally
 from nas.search.objective import CandidateFailed
 from nas.search.report import empty_front_hint
 from nas.search.settings import SearchSettings
+from nas.task_metrics import first_objective_label
 
 DEFAULTS = SearchSettings(space="", device="", dataset="")
 
@@ -166,7 +167,8 @@ def _print_summary(result: SearchResult) -> None:
     print(f"study {result.settings.study}: {len(rows)} trials ({', '.join(f'{n} {s}' for s, n in states.items())})")
     print(f"trained candidates breaking a budget: {breaking} of {len(trained)}")
     print(tally(result.study.get_trials(deepcopy=False)).describe())
-    value = "proxy" if result.settings.mode == "zeroshot" else "val acc"
+    settings = result.settings
+    value = first_objective_label(task=result.task, mode=settings.mode, proxy=settings.proxy)
     table = [
         (p.trial, p.arch.arch_id, p.value, p.latency_ms, p.params, round(p.peak_memory_kib, 1)) for p in result.pareto
     ]

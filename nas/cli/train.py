@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from nas.datasets import DATASETS, DENSE_DATASETS, Dataset, load_dataset
+from nas.task_metrics import task_metric
 from nas.training import TrainConfig, train_arch
 from search_spaces import ArchConfig, count_arch
 from search_spaces.arch_file import load_arch
@@ -57,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     arch = ArchConfig.load(args.arch)
     if arch.task == "classification":
         arch, dataset = load_arch_and_dataset(args)
-        train, metric = train_arch, "accuracy"
+        train, metric = train_arch, task_metric(arch.task).label
     else:
         from nas.dense_datasets import load_dense_dataset
         from nas.dense_training import train_dense_arch
@@ -70,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
             limit=args.train_limit,
             task=arch.task,
         )
-        train, metric = train_dense_arch, "mAP@[.5:.95]" if arch.task == "detection" else "mIoU"
+        train, metric = train_dense_arch, task_metric(arch.task).label
     counts = count_arch(arch)
     print(f"{arch.arch_id}  {arch.block_string()}")
     print(f"{counts.params:,} params, {counts.macs:,} MACs; {dataset.summary()}")

@@ -4,6 +4,7 @@ open the study (results folder + Optuna storage)
   -> parameter importances per objective (Optuna's evaluators)
   -> per stage of the Pareto architectures: fused IBN, channels, kernel, alignment to P,
      and the estimated latency of each stage fused vs IBN
+  -> a dense head: what it taps, its share of the latency, what its width/depth/kernel choices change
   -> latency breakdown of the best architecture next to the baseline's (latency-breakdown.png)
   -> findings in plain language, each with its evidence
   -> insights.md
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +26,19 @@ from nas.insights.findings import (
     choice_findings,
     fusion_class,
     fusion_findings,
+    head_findings,
     importance_findings,
 )
 from nas.insights.plots import plot_breakdown
 from nas.insights.stats import (
     Breakdown,
     ChoiceUsage,
+    HeadStats,
     Importance,
     StageStats,
     choice_usage,
     compute_importances,
+    head_stats,
     latency_breakdown,
     stage_stats,
 )
@@ -58,6 +63,7 @@ class Insights:
     breakdown: Breakdown | None
     findings: list[Finding]
     evaluator: str
+    head: HeadStats | None = None  # a dense study's head (None for a classifier)
 
     @property
     def fixed_parameters(self) -> list[str]:
@@ -79,9 +85,11 @@ def analyze_study(
         record.space, pareto=[p.arch for p in record.pareto], tried=[t.trial.params for t in record.evaluated()]
     )
     stages = stage_stats(record, estimator)
+    head = head_stats(record, estimator)
     breakdown = _breakdown(record, estimator)
     findings = [
         *fusion_findings(stages),
+        *head_findings(head),
         *choice_findings(usage),
         *alignment_findings(
             stages, parallelism_factor=record.parallelism_factor, align_channels=record.space.align_channels
@@ -89,21 +97,22 @@ def analyze_study(
         *breakdown_findings(breakdown),
         *importance_findings(importances),
     ]
-    insights = Insights(record, importances, usage, stages, breakdown, findings, evaluator)
+    insights = Insights(record, importances, usage, stages, breakdown, findings, evaluator, head)
     if write:
         write_insights(insights)
     return insights
 
 
 def _breakdown(record: StudyRecord, estimator) -> Breakdown | None:
-    """The fastest Pareto architecture at least as good as the baseline, else the most accurate one."""
+    """The fastest Pareto architecture at least as good as the baseline, else the best-scoring one; the baseline is
+    the task's (``baseline.yaml``, ``detection_baseline.yaml``, ...)."""
     picks = best_vs_baseline(list(record.pareto), record.baseline)
     point, reason = picks["fastest_matching"], "fastest at >= baseline"
     if point is None:
-        point, reason = picks["best"], "most accurate"
+        point, reason = picks["best"], record.metric.best
     if point is None:
         return None
-    baseline = baseline_arch(parallelism_factor=record.parallelism_factor)
+    baseline = baseline_arch(parallelism_factor=record.parallelism_factor, task=record.task)
     return latency_breakdown(estimator, baseline=baseline, best=point.arch, best_trial=point.trial, reason=reason)
 
 
@@ -130,7 +139,7 @@ def derive_from_study(insights: Insights, *, name: str, min_share: float = 0.0, 
         name=name,
         min_share=min_share,
         min_tried=min_tried,
-        notes=_fusion_notes(insights.stages),
+        notes={**_fusion_notes(insights.stages), **_head_notes(insights.head)},
     )
 
 
@@ -141,6 +150,20 @@ def _fusion_notes(stages: list[StageStats]) -> dict[str, str]:
         for s in stages
         if s.fusion_change is not None
     }
+
+
+def _head_notes(head: HeadStats | None) -> dict[str, str]:
+    if head is None:
+        return {}
+    notes = {}
+    for name, options in head.choices.items():
+        change = head.change(name)
+        if change is not None:
+            notes[name] = (
+                f"{_short(options[0].choice)} -> {_short(options[-1].choice)} changes the head's estimated latency "
+                f"by {_signed_pct(change)}, median of {head.n_pareto} Pareto architecture(s)"
+            )
+    return notes
 
 
 # ----- insights.md --------------------------------------------------------------------------------------------------
@@ -160,6 +183,7 @@ def render_insights(insights: Insights) -> str:
         "",
         *_importance_section(insights),
         *_stage_section(insights),
+        *_head_section(insights),
         *_choices_section(insights),
         *_breakdown_section(insights),
     ]
@@ -219,16 +243,49 @@ def _stage_section(insights: Insights) -> list[str]:
         "| fused vs IBN latency | mean objective fused / IBN |",
         "|---:|---:|---:|---|---|---|---:|---:|---:|",
     ]
+    taps = insights.head.taps if insights.head is not None else ()
     for s in insights.stages:
         change = _signed_pct(s.fusion_change) if s.fusion_change is not None else "-"
         values = f"{_num(s.value_fused)} / {_num(s.value_ibn)}"
         verdict = fusion_class(s) if s.fusable else "not searched"
+        tapped = " (head tap)" if s.stage in taps else ""
         lines.append(
-            f"| {s.stage} | {s.output_size}x{s.output_size} | {s.fused}/{s.n_pareto} | {verdict} "
+            f"| {s.stage} | {s.output_size}x{s.output_size}{tapped} | {s.fused}/{s.n_pareto} | {verdict} "
             f"| {_counts(s.channels)} | {_counts(s.kernels)} | {s.aligned}/{s.n_pareto} | {change} | {values} |"
         )
     if not insights.stages:
         lines.append("| - | no Pareto architecture yet | | | | | | | |")
+    return [*lines, ""]
+
+
+def _head_section(insights: Insights) -> list[str]:
+    head = insights.head
+    if head is None:
+        return []
+    taps = ", ".join(f"stage {t} ({s}x{s})" for t, s in zip(head.taps, head.tap_sizes))
+    lines = [
+        f"## The {head.type} head",
+        "",
+        f"Taps (fixed by the space): {taps}. Estimated latency of the head (neck + tower + outputs, parts run alone): "
+        f"{head.share:.0%} of the network's parts, median of {head.n_pareto} Pareto architecture(s). "
+        f"On the front: neck width {_counts(head.channels)}, depth {_counts(head.depth)}, "
+        f"kernel {_counts(head.kernel)}.",
+        "",
+    ]
+    if not head.choices:
+        return [*lines, "The space searches no head choice.", ""]
+    lines += [
+        "Per searched head choice: the head's estimated latency with that choice, all else of each Pareto "
+        f"architecture equal (median), and the mean {insights.record.value_name} of complete trials that chose it.",
+        "",
+        f"| parameter | choice | Pareto | head µs (median) | mean {insights.record.value_name} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, options in head.choices.items():
+        for c in options:
+            median = statistics.median(c.head_ms) * 1000
+            cells = f"{_short(c.choice)} | {c.pareto}/{head.n_pareto} | {median:.2f} | {_num(c.value)}"
+            lines.append(f"| `{name}` | {cells} |")
     return [*lines, ""]
 
 
@@ -257,7 +314,8 @@ def _breakdown_section(insights: Insights) -> list[str]:
     lines = [
         "## Where the time goes",
         "",
-        f"Estimated latency on {insights.record.device} by part (each part run alone, µs), baseline.yaml vs the "
+        f"Estimated latency on {insights.record.device} by part (each part run alone, µs), "
+        f"{_baseline_file(insights.record.task)} vs the "
         f"{b.best_reason} Pareto architecture (trial {b.best_trial}, `{b.best_arch_id}`).",
         "",
         f"![latency breakdown]({PLOT_FILE})",
@@ -272,6 +330,10 @@ def _breakdown_section(insights: Insights) -> list[str]:
         f"| {(b.best_total_ms - b.baseline_total_ms) * 1000:+.2f} |"
     )
     return [*lines, ""]
+
+
+def _baseline_file(task: str) -> str:
+    return "baseline.yaml" if task == "classification" else f"{task}_baseline.yaml"
 
 
 def _signed_pct(change: float) -> str:

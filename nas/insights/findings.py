@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from nas.insights.stats import Breakdown, ChoiceUsage, Importance, StageStats
+from nas.insights.stats import Breakdown, ChoiceUsage, HeadStats, Importance, StageStats
 
 __all__ = [
     "OFTEN",
@@ -23,6 +23,7 @@ __all__ = [
     "choice_findings",
     "fusion_class",
     "fusion_findings",
+    "head_findings",
     "importance_findings",
 ]
 
@@ -110,6 +111,38 @@ def choice_findings(usage: Mapping[str, ChoiceUsage]) -> list[Finding]:
     return findings
 
 
+def head_findings(head: HeadStats | None) -> list[Finding]:
+    """What the dense head taps and costs, then per searched head parameter what its choices change."""
+    if head is None:
+        return []
+    taps = ", ".join(f"{t} ({s}x{s})" for t, s in zip(head.taps, head.tap_sizes))
+    text = (
+        f"the {head.type} head (taps stages {taps}) takes {head.share:.0%} of the estimated latency of the "
+        f"Pareto architectures (median); they use neck width {_counts(head.channels)}, depth {_counts(head.depth)}, "
+        f"kernel {_counts(head.kernel)}"
+    )
+    evidence = "; ".join(
+        f"{h * 1000:.1f} of {n * 1000:.1f} µs in the head" for h, n in zip(head.head_ms, head.network_ms)
+    )
+    findings = [Finding(topic="head", text=text, evidence=f"per Pareto architecture: {evidence}")]
+    return findings + [_head_choice_finding(head, name) for name in head.choices]
+
+
+def _head_choice_finding(head: HeadStats, name: str) -> Finding:
+    options, change = head.choices[name], head.change(name)
+    used = ", ".join(f"{_short(c.choice)}: {c.pareto}" for c in options)
+    text = f"{name}: on the Pareto front {{{used}}} of {head.n_pareto}"
+    if change is not None:
+        first, last = _short(options[0].choice), _short(options[-1].choice)
+        text += f"; {first} -> {last} changes the head's estimated latency by {_pct(change)}"
+    evidence = "; ".join(
+        f"{_short(c.choice)}: head {statistics.median(c.head_ms) * 1000:.1f} µs (median, all else equal)"
+        + (f", mean objective of complete trials {c.value:.4g}" if c.value is not None else "")
+        for c in options
+    )
+    return Finding(topic="head", text=text, evidence=evidence)
+
+
 def alignment_findings(stages: Sequence[StageStats], *, parallelism_factor: int, align_channels: bool) -> list[Finding]:
     total = sum(s.n_pareto for s in stages)
     if not total:
@@ -138,7 +171,7 @@ def importance_findings(importances: Sequence[Importance], *, top: int = 2) -> l
     findings = []
     for item in importances:
         if not item.values:
-            text = f"{item.objective}: too few trials to rank the choices"
+            text = f"{item.objective}: the choices cannot be ranked yet"  # the note says why
             findings.append(Finding(topic="importance", text=text, evidence=item.note))
             continue
         ranked = list(item.values.items())

@@ -19,16 +19,21 @@ import optuna
 
 from nas.insights.study import InsightsError, StudyRecord, TrialRecord
 from search_spaces import ArchConfig, SearchSpace
+from search_spaces.dense_head import DenseHeadConfig
 
 __all__ = [
     "EVALUATORS",
     "MIN_TRIALS",
     "Breakdown",
     "ChoiceUsage",
+    "HeadChoice",
+    "HeadStats",
     "Importance",
     "StageStats",
     "choice_usage",
     "compute_importances",
+    "head_latency_ms",
+    "head_stats",
     "latency_breakdown",
     "stage_latency_ms",
     "stage_stats",
@@ -73,6 +78,9 @@ def _importance(
     rows = [(t, v) for t, v in rows if v is not None and t.trial.params]
     if len(rows) < MIN_TRIALS:
         note = f"only {len(rows)} trial(s) with a {name} value; importances need at least {MIN_TRIALS}"
+        return Importance(objective=name, n_trials=len(rows), values={}, note=note)
+    if len({float(v) for _, v in rows}) == 1:  # e.g. mAP 0 everywhere after a short schedule: nothing to rank by
+        note = f"every one of the {len(rows)} trials has {name} {float(rows[0][1]):.4g}; nothing to rank the choices by"
         return Importance(objective=name, n_trials=len(rows), values={}, note=note)
     study = optuna.create_study(direction=direction)
     study.add_trials(
@@ -152,14 +160,29 @@ def choice_usage(
 
 
 # ----- latency by stage ---------------------------------------------------------------------------------------------
+# Parts of a dense head (search_spaces.dense_head), by the second component of a subgraph's name (head.<part>.<i>).
+DENSE_HEAD_PARTS = {"lateral": "head neck", "resize": "head neck", "add": "head neck", "tower": "head tower"}
+DENSE_HEAD_OUTPUTS = "head outputs"  # the 1x1 output convs (heatmap and box, or the class logits) and their resize
+
+
 def stage_latency_ms(estimator, arch: ArchConfig) -> dict[str, float]:
-    """Estimated latency of each part, run alone: ``stem``, ``stage 0`` ... ``stage N``, ``head``."""
-    parts = {"stem": 0.0, **{f"stage {i}": 0.0 for i in range(len(arch.stages))}, "head": 0.0}
+    """Estimated latency of each part, run alone: ``stem``, ``stage 0`` ... ``stage N``, then ``head`` (a
+    classifier) or ``head neck``, ``head tower``, ``head outputs`` (a dense head: what its choices change)."""
+    dense = isinstance(arch.head, DenseHeadConfig)
+    heads = ("head neck", "head tower", DENSE_HEAD_OUTPUTS) if dense else ("head",)
+    parts = {"stem": 0.0, **{f"stage {i}": 0.0 for i in range(len(arch.stages))}, **dict.fromkeys(heads, 0.0)}
     for piece in estimator.predict(arch).breakdown:
         root, _, rest = piece.name.partition(".")
         label = f"stage {rest.split('.')[0]}" if root == "stages" else root
+        if root == "head" and dense:
+            label = DENSE_HEAD_PARTS.get(rest.split(".")[0], DENSE_HEAD_OUTPUTS)
         parts[label] += piece.latency_ms
     return parts
+
+
+def head_latency_ms(estimator, arch: ArchConfig) -> float:
+    """The head's estimated latency, its parts run alone (neck, tower and outputs for a dense head)."""
+    return sum(ms for label, ms in stage_latency_ms(estimator, arch).items() if label.startswith("head"))
 
 
 @dataclass(frozen=True)
@@ -250,6 +273,91 @@ def _one_stage(record: StudyRecord, estimator, archs: list[ArchConfig], i: int, 
         value_fused=_mean([t.value for t in completed if t.arch.stages[i].block == FUSED]),
         value_ibn=_mean([t.value for t in completed if t.arch.stages[i].block == IBN]),
     )
+
+
+# ----- the dense head ----------------------------------------------------------------------------------------------
+HEAD_PARAMETERS = ("head.channels", "head.depth", "head.kernel")
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """One choice of one searched head parameter, across the Pareto architectures."""
+
+    parameter: str  # head.channels (as the space lists it, before the depth multiplier), head.depth, head.kernel
+    choice: Choice
+    pareto: int  # Pareto architectures with this choice
+    head_ms: tuple[float, ...]  # per Pareto architecture: the head's estimated latency with this choice, all else equal
+    value: float | None  # mean first objective of complete trials with this choice
+
+
+@dataclass(frozen=True)
+class HeadStats:
+    """The dense head across the Pareto architectures: what it taps, what it costs, what its choices change."""
+
+    type: str  # detection or segmentation
+    taps: tuple[int, ...]  # stage indices feeding the neck
+    tap_sizes: tuple[int, ...]  # feature-map side of each tapped stage
+    n_pareto: int
+    channels: dict[int, int]  # neck width (after the depth multiplier) -> Pareto architectures
+    depth: dict[int, int]
+    kernel: dict[int, int]
+    head_ms: tuple[float, ...]  # per Pareto architecture, as chosen
+    network_ms: tuple[float, ...]  # per Pareto architecture: every part, run alone
+    choices: dict[str, tuple[HeadChoice, ...]]  # searched head parameter -> its choices, as the space lists them
+
+    @property
+    def share(self) -> float:
+        """Median over the Pareto architectures of the head's share of the network's parts."""
+        return statistics.median(h / n for h, n in zip(self.head_ms, self.network_ms))
+
+    def change(self, parameter: str) -> float | None:
+        """Median relative change of the head's latency from the parameter's first choice to its last."""
+        options = self.choices.get(parameter)
+        if not options or not options[0].head_ms:
+            return None
+        return statistics.median(b / a - 1.0 for a, b in zip(options[0].head_ms, options[-1].head_ms))
+
+
+def head_stats(record: StudyRecord, estimator) -> HeadStats | None:
+    """None for a classifier, or before any Pareto architecture."""
+    archs = [p.arch for p in record.pareto]
+    space = record.space
+    if not archs or not isinstance(archs[0].head, DenseHeadConfig):
+        return None
+    heads = [a.head for a in archs]
+    sizes = _output_sizes(archs[0])
+    parts = [stage_latency_ms(estimator, a) for a in archs]
+    points = [space.point_of(a) for a in archs]  # every Pareto architecture is in the space (choice_usage checks)
+    searched = [name for name in HEAD_PARAMETERS if len(space.parameters()[name]) > 1]
+    return HeadStats(
+        type=heads[0].type,
+        taps=heads[0].taps,
+        tap_sizes=tuple(sizes[t] for t in heads[0].taps),
+        n_pareto=len(archs),
+        channels=dict(sorted(Counter(h.channels for h in heads).items())),
+        depth=dict(sorted(Counter(h.depth for h in heads).items())),
+        kernel=dict(sorted(Counter(h.kernel for h in heads).items())),
+        head_ms=tuple(sum(ms for k, ms in p.items() if k.startswith("head")) for p in parts),
+        network_ms=tuple(sum(p.values()) for p in parts),
+        choices={name: _head_choices(record, estimator, points, name) for name in searched},
+    )
+
+
+def _head_choices(record: StudyRecord, estimator, points: list, name: str) -> tuple[HeadChoice, ...]:
+    space, completed = record.space, record.completed()
+    out = []
+    for choice in space.parameters()[name]:
+        variants = [space.resolve({**point, name: choice}) for point in points]
+        out.append(
+            HeadChoice(
+                parameter=name,
+                choice=choice,
+                pareto=sum(point[name] == choice for point in points),
+                head_ms=tuple(head_latency_ms(estimator, arch) for arch in variants),
+                value=_mean([t.value for t in completed if t.trial.params.get(name) == choice]),
+            )
+        )
+    return tuple(out)
 
 
 def _with_block(arch: ArchConfig, i: int, block: str) -> ArchConfig:

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.search import ParetoPoint, pareto_front
 from nas.search.results import BASELINE_ATTR
 from nas.search.storage_url import is_masked, is_rdb_url, mask_url, resolve_rdb_url
+from nas.task_metrics import TaskMetric, first_objective_column, task_metric
 from search_spaces import SPACES_DIR, ArchConfig, SearchSpace, load_space
 from search_spaces.documents import read_document
 from search_spaces.errors import EdgeNasError
@@ -42,7 +43,7 @@ class TrialRecord:
     number: int
     arch: ArchConfig
     outcome: str  # COMPLETE, INFEASIBLE, SCREENED, PRUNED or FAIL
-    value: float | None  # first objective (accuracy, or the proxy in zeroshot) when outcome is COMPLETE
+    value: float | None  # first objective (accuracy, mAP or mIoU; the proxy in zeroshot) when outcome is COMPLETE
     latency_ms: float | None
     trial: FrozenTrial  # its searched parameters and their distributions
 
@@ -54,7 +55,7 @@ class StudyRecord:
     settings: dict[str, Any]
     space_path: Path
     space: SearchSpace  # at the device's P, as the search loaded it
-    value_name: str  # name of the first objective: val_accuracy, or proxy_<name> in zeroshot
+    value_name: str  # name of the first objective: val_accuracy / val_map / val_miou, or proxy_<name> in zeroshot
     trials: tuple[TrialRecord, ...]
     pareto: tuple[ParetoPoint, ...]  # feasible, non-dominated, one per architecture, by latency
     baseline: dict[str, Any] | None
@@ -63,6 +64,15 @@ class StudyRecord:
     @property
     def device(self) -> str:
         return str(self.settings["device"])
+
+    @property
+    def task(self) -> str:
+        return self.space.task
+
+    @property
+    def metric(self) -> TaskMetric:
+        """The task's score, as reports name it (``nas.task_metrics``)."""
+        return task_metric(self.task)
 
     @property
     def parallelism_factor(self) -> int:
@@ -91,7 +101,7 @@ def open_study_record(folder: str | Path, *, storage: str | None = None) -> Stud
     study = _load_study(folder, str(summary["study"]), storage or settings.get("storage"))
     space_path = _space_path(folder, str(settings["space"]))
     space = load_space(space_path, parallelism_factor=_parallelism_factor(summary))
-    first = f"proxy_{settings.get('proxy')}" if settings.get("mode") == "zeroshot" else "val_accuracy"
+    first = first_objective_column(task=space.task, mode=str(settings.get("mode")), proxy=str(settings.get("proxy")))
     trials = tuple(r for r in (_trial_record(t) for t in study.get_trials(deepcopy=False)) if r is not None)
     if not any(t.outcome == "COMPLETE" for t in trials):
         raise InsightsError(f"{folder}: study {summary['study']!r} has no complete trial yet; nothing to analyse")

@@ -1,4 +1,4 @@
-"""``pareto.png``: accuracy (or proxy score) against estimated latency."""
+"""``pareto.png``: the validation score (accuracy, mAP or mIoU; or the proxy score) against estimated latency."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from pathlib import Path
 
 from nas.search.records import ParetoPoint, TrialRow
 from nas.search.settings import SearchSettings
+from nas.task_metrics import task_metric
 
 __all__ = ["plot_pareto", "save_figure"]
 
 
 def plot_pareto(
-    path: Path, rows: list[TrialRow], front: list[ParetoPoint], settings: SearchSettings, baseline: dict | None
+    path: Path,
+    rows: list[TrialRow],
+    front: list[ParetoPoint],
+    settings: SearchSettings,
+    baseline: dict | None,
+    *,
+    task: str = "classification",
 ) -> None:
     """Feasible trials, the Pareto front, the baseline, and the region over the latency budget shaded."""
     import matplotlib
@@ -25,8 +32,9 @@ def plot_pareto(
     _mark_infeasible(ax, rows)
     _shade_budget(ax, rows, settings)
     ax.set_xlabel(f"estimated latency on {settings.device} (ms)")
+    label = task_metric(task).label
     ax.set_ylabel(
-        f"proxy {settings.proxy} (higher is better)" if settings.mode == "zeroshot" else "validation accuracy"
+        f"proxy {settings.proxy} (higher is better)" if settings.mode == "zeroshot" else f"validation {label}"
     )
     ax.set_title(f"{settings.study}: {Path(settings.space).name}, {settings.mode}, {settings.strategy}")
     ax.grid(alpha=0.3)
@@ -64,7 +72,7 @@ def _draw_points(ax, rows: list[TrialRow], front: list[ParetoPoint], settings: S
 
 
 def _mark_infeasible(ax, rows: list[TrialRow]) -> None:
-    """Budget breakers have no accuracy (never trained): a rug of their latencies along the bottom."""
+    """Budget breakers have no score (never trained): a rug of their latencies along the bottom."""
     from matplotlib.transforms import blended_transform_factory
 
     latencies = [r.latency_ms for r in rows if r.state == "INFEASIBLE" and r.latency_ms is not None]

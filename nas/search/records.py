@@ -15,9 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.counting import counts_toward_budget
 from nas.search.settings import SearchSettings
+from nas.task_metrics import STORED, task_metric
 from search_spaces import ArchConfig
 
-__all__ = ["CSV_COLUMNS", "ParetoPoint", "TrialRow", "pareto_front", "settings_command", "trial_rows"]
+__all__ = ["CSV_COLUMNS", "ParetoPoint", "TrialRow", "csv_header", "pareto_front", "settings_command", "trial_rows"]
 
 CSV_COLUMNS = (
     "number",
@@ -34,6 +35,14 @@ CSV_COLUMNS = (
     "seconds",
     "evaluated",  # 1: this trial used one of the study's N evaluations; 0: a free proposal (nas.search.counting)
 )
+
+
+def csv_header(task: str = "classification") -> list[str]:
+    """trials.csv's header: the score columns named after the task (``val_map``, ``test_miou``, ...); the rows'
+    values come from the ``val_accuracy`` / ``test_accuracy`` attributes every task stores its score in."""
+    metric = task_metric(task)
+    names = {stored: metric.column(split) for split, stored in STORED.items()}
+    return [names.get(column, column) for column in CSV_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class TrialRow:
 
 @dataclass(frozen=True)
 class ParetoPoint:
-    """A Pareto-optimal architecture; ``value`` is the validation accuracy (zeroshot: the proxy score)."""
+    """A Pareto-optimal architecture; ``value`` is the validation score of its task, ``test_accuracy`` the test
+    score (accuracy, mAP or mIoU: ``nas.task_metrics``); zeroshot: ``value`` is the proxy score."""
 
     trial: int
     arch: ArchConfig

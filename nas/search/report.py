@@ -7,6 +7,7 @@ from typing import Any
 
 from nas.search.records import ParetoPoint, TrialRow, settings_command
 from nas.search.settings import SearchSettings
+from nas.task_metrics import first_objective_label, task_metric
 
 __all__ = ["best_vs_baseline", "empty_front_hint", "latency_change", "render_report"]
 
@@ -29,7 +30,8 @@ def render_report(
     baseline: dict | None,
     extra: dict[str, Any],
 ) -> str:
-    value_name = f"proxy {settings.proxy}" if settings.mode == "zeroshot" else "val acc"
+    task = str(extra.get("task", "classification"))
+    value_name = first_objective_label(task=task, mode=settings.mode, proxy=settings.proxy)
     lines = [
         f"# Search `{settings.study}`",
         "",
@@ -37,20 +39,22 @@ def render_report(
         "",
         f"    {settings_command(settings)}",
         "",
-        *_settings_section(settings, extra),
+        *_settings_section(settings, extra, task),
         *_trials_section(rows, settings),
         "## Pareto front",
         "",
-        *_pareto_table(front, value_name, empty_front_hint(rows, settings) if rows else ""),
+        *_pareto_table(
+            front, value_name, task_metric(task).header("test"), empty_front_hint(rows, settings) if rows else ""
+        ),
         "",
         "## Best vs baseline",
         "",
-        *_baseline_section(front, baseline, settings, value_name),
+        *_baseline_section(front, baseline, settings, value_name, task),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _settings_section(settings: SearchSettings, extra: dict[str, Any]) -> list[str]:
+def _settings_section(settings: SearchSettings, extra: dict[str, Any], task: str) -> list[str]:
     dtype = settings_dtype(extra)
     rows = [
         ("space", settings.space),
@@ -58,7 +62,8 @@ def _settings_section(settings: SearchSettings, extra: dict[str, Any]) -> list[s
         ("dataset", settings.dataset),
         ("strategy", _strategy(settings)),
         ("mode", _mode(settings)),
-        ("objectives", ", ".join(_objectives(settings))),
+        ("task", task),
+        ("objectives", ", ".join(_objectives(settings, task))),
         ("budgets", settings.budgets.describe()),
         ("peak memory data type", dtype),
         ("target evaluations (--trials)", settings.trials),
@@ -95,8 +100,9 @@ def _mode(settings: SearchSettings) -> str:
     return f"hybrid (proxy {settings.proxy} screens, top 1/{settings.screen_ratio} trained: {training})"
 
 
-def _objectives(settings: SearchSettings) -> list[str]:
-    first = f"maximise proxy {settings.proxy}" if settings.mode == "zeroshot" else "maximise validation accuracy"
+def _objectives(settings: SearchSettings, task: str) -> list[str]:
+    label = task_metric(task).label
+    first = f"maximise proxy {settings.proxy}" if settings.mode == "zeroshot" else f"maximise validation {label}"
     return [first, "minimise latency_ms"] + (["minimise peak memory"] if settings.memory_objective else [])
 
 
@@ -152,10 +158,10 @@ def empty_front_hint(rows: list[TrialRow], settings: SearchSettings) -> str:
     return f"no feasible candidate finished ({listed}){'; ' if hints else ''}{'; '.join(hints)}"
 
 
-def _pareto_table(front: list[ParetoPoint], value_name: str, hint: str = "") -> list[str]:
+def _pareto_table(front: list[ParetoPoint], value_name: str, test_name: str, hint: str = "") -> list[str]:
     if not front:
         return [f"No feasible trial has finished yet: {hint}." if hint else "No feasible trial has finished yet."]
-    header = f"| trial | arch id | {value_name} | test acc | latency ms | params | peak KiB | blocks |"
+    header = f"| trial | arch id | {value_name} | {test_name} | latency ms | params | peak KiB | blocks |"
     lines = [header, "|---:|---|---:|---:|---:|---:|---:|---|"]
     for p in front:
         test = f"{p.test_accuracy:.4f}" if p.test_accuracy is not None else "-"
@@ -167,13 +173,17 @@ def _pareto_table(front: list[ParetoPoint], value_name: str, hint: str = "") -> 
 
 
 def best_vs_baseline(front: list[ParetoPoint], baseline: dict | None) -> dict[str, ParetoPoint | None]:
-    """The most accurate Pareto point, and the fastest one at least as accurate as the baseline."""
+    """The best-scoring Pareto point, and the fastest one scoring at least the baseline's."""
     best = max(front, key=lambda p: (p.value, -p.latency_ms)) if front else None
     matching = None
     if baseline is not None and baseline.get("value") is not None:
         candidates = [p for p in front if p.value >= baseline["value"]]
         matching = min(candidates, key=lambda p: p.latency_ms) if candidates else None
     return {"best": best, "fastest_matching": matching}
+
+
+def _baseline_file(task: str) -> str:
+    return "baseline.yaml" if task == "classification" else f"{task}_baseline.yaml"
 
 
 def latency_change(value_name: str, baseline_ms: float, found_ms: float, device: str) -> str:
@@ -191,17 +201,17 @@ def latency_change(value_name: str, baseline_ms: float, found_ms: float, device:
 
 
 def _baseline_section(
-    front: list[ParetoPoint], baseline: dict | None, settings: SearchSettings, value_name: str
+    front: list[ParetoPoint], baseline: dict | None, settings: SearchSettings, value_name: str, task: str
 ) -> list[str]:
     if baseline is None:
         return ["No baseline was evaluated (`--no-baseline`)."]
     picks = best_vs_baseline(front, baseline)
     lines = [f"| network | {value_name} | latency ms | params | peak KiB |", "|---|---:|---:|---:|---:|"]
     lines.append(
-        f"| baseline.yaml ({baseline['arch_id']}) | {baseline['value']:.4f} | {baseline['latency_ms']:.4f} | "
+        f"| {_baseline_file(task)} ({baseline['arch_id']}) | {baseline['value']:.4f} | {baseline['latency_ms']:.4f} | "
         f"{baseline['params']:,} | {baseline['peak_memory_kib']:.1f} |"
     )
-    best_label = "best proxy score" if settings.mode == "zeroshot" else "most accurate"
+    best_label = "best proxy score" if settings.mode == "zeroshot" else task_metric(task).best
     for label, point in ((best_label, picks["best"]), ("fastest at >= baseline", picks["fastest_matching"])):
         if point is not None:
             lines.append(

@@ -20,7 +20,15 @@ import optuna
 
 from nas.search.budgets import SearchError
 from nas.search.plots import plot_pareto
-from nas.search.records import CSV_COLUMNS, ParetoPoint, TrialRow, pareto_front, settings_command, trial_rows
+from nas.search.records import (
+    CSV_COLUMNS,
+    ParetoPoint,
+    TrialRow,
+    csv_header,
+    pareto_front,
+    settings_command,
+    trial_rows,
+)
 from nas.search.report import render_report
 from nas.search.settings import SearchSettings
 
@@ -58,18 +66,20 @@ def write_results(
     rows = trial_rows(study)
     front = pareto_front(study)
     baseline = study.user_attrs.get(BASELINE_ATTR)
-    _write_text(folder / "trials.csv", _csv(rows))
-    _write_pareto(folder, front, settings, baseline, (extra or {}).get("parallelism_factor"))
-    _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra or {}))
+    extra = extra or {}
+    task = str(extra.get("task", "classification"))
+    _write_text(folder / "trials.csv", _csv(rows, task))
+    _write_pareto(folder, front, settings, baseline, extra.get("parallelism_factor"), task)
+    _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra))
     if plot:
-        plot_pareto(folder / "pareto.png", rows, front, settings, baseline)
+        plot_pareto(folder / "pareto.png", rows, front, settings, baseline, task=task)
     return front
 
 
-def _csv(rows: list[TrialRow]) -> str:
+def _csv(rows: list[TrialRow], task: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(csv_header(task))
     for row in rows:
         writer.writerow(["" if v is None else v for v in row.csv_values()])
     return buffer.getvalue()
@@ -81,6 +91,7 @@ def _write_pareto(
     settings: SearchSettings,
     baseline: dict | None,
     parallelism_factor: int | None,
+    task: str,
 ) -> None:
     archs = folder / "pareto"
     archs.mkdir(exist_ok=True)
@@ -94,7 +105,8 @@ def _write_pareto(
             stale.unlink(missing_ok=True)
     document = {
         "study": settings.study,
-        "objectives": _objective_names(settings),
+        "task": task,
+        "objectives": _objective_names(settings, task),
         "settings": settings.to_dict(),
         "device": {"name": settings.device, "parallelism_factor": parallelism_factor},  # as the search used it
         "baseline": baseline,
@@ -103,10 +115,10 @@ def _write_pareto(
     _write_text(folder / "pareto.json", json.dumps(document, indent=2) + "\n")
 
 
-def _objective_names(settings: SearchSettings) -> list[str]:
+def _objective_names(settings: SearchSettings, task: str) -> list[str]:
     from nas.search.study import metric_names
 
-    return metric_names(settings)
+    return metric_names(settings, task=task)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -58,6 +58,7 @@ class SearchResult:
     pareto: list[ParetoPoint]  # feasible, non-dominated, one per architecture, by latency
     results_dir: Path
     settings: SearchSettings
+    task: str = "classification"  # the space's task: names the first objective (nas.task_metrics)
 
 
 class ProposalsExhausted(SearchError):
@@ -182,7 +183,7 @@ def run_with_latency_fn(
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
     check_writable(settings.study_dir)  # before the first trial: a report that cannot be written would be lost
     context = ProposalContext(space, settings.budgets, latency_fn, dtype_bytes)
-    study, storage, fidelity = _open_studies(settings, context)
+    study, storage, fidelity = _open_studies(settings, context, task=space.task)
     reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
     _queue_known(study, space, settings, warm_start, reference)
     evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
@@ -198,22 +199,22 @@ def run_with_latency_fn(
         memory_objective=settings.memory_objective,
         target=settings.trials,
     )
-    extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor}
+    extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor, "task": space.task}
     _optimize(study, storage, objective, settings, extra, progress)
     if fidelity is not None:  # a worker killed mid-training left its fidelity trial RUNNING
         fail_orphaned_fidelity_trials(fidelity, study, storage)
     front = write_results(study, settings, extra=extra)
-    result = SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings)
+    result = SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings, task=space.task)
     _raise_if_exhausted(result)
     return result
 
 
 def _open_studies(
-    settings: SearchSettings, context: ProposalContext
+    settings: SearchSettings, context: ProposalContext, *, task: str
 ) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
     """The study (interrupted trials failed and queued for their retry) and, when training, its fidelity study."""
     storage, where = make_storage(settings)
-    study = open_study(settings, storage, optuna.samplers.RandomSampler())
+    study = open_study(settings, storage, optuna.samplers.RandomSampler(), task=task)
     logger.info("study %r in %s", settings.study, where)
     study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)), context)
     recover_interrupted(study, storage)

@@ -37,6 +37,7 @@ from nas.search.resume import retry_interrupted
 from nas.search.settings import SearchSettings, defining_settings
 from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_rdb_url
 from nas.search.surrogate import ProposalContext, SurrogateSampler
+from nas.task_metrics import first_objective_column
 from search_spaces.errors import one_line
 
 __all__ = [
@@ -117,12 +118,19 @@ def _journal_storage(path: Path) -> JournalStorage:
         raise SearchError(f"cannot open journal storage {path}: {one_line(exc)}") from None
 
 
-def metric_names(settings: SearchSettings) -> list[str]:
-    first = f"proxy_{settings.proxy}" if settings.mode == "zeroshot" else "val_accuracy"
+def metric_names(settings: SearchSettings, *, task: str = "classification") -> list[str]:
+    """The objectives' names (Optuna, pareto.json): the first follows the task (``nas.task_metrics``)."""
+    first = first_objective_column(task=task, mode=settings.mode, proxy=settings.proxy)
     return [first, "latency_ms"] + (["peak_memory_kib"] if settings.memory_objective else [])
 
 
-def open_study(settings: SearchSettings, storage: BaseStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def open_study(
+    settings: SearchSettings,
+    storage: BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    *,
+    task: str = "classification",
+) -> optuna.Study:
     """Create the study, or load it and check it was made with the same defining settings."""
     directions = ["maximize", "minimize"] + (["minimize"] if settings.memory_objective else [])
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -136,7 +144,7 @@ def open_study(settings: SearchSettings, storage: BaseStorage, sampler: optuna.s
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(metric_names(settings))
+        study.set_metric_names(metric_names(settings, task=task))
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     return study
 
