@@ -309,8 +309,10 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
     assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
     # 1000 trials do not fit in 30 s: tuning stopped starting rounds, and left tasks for a later deploy.
     assert 0 < tuning["measured_candidates"] < DEFAULT_TUNE_TRIALS / 10 and tuning["skipped_tasks"] > 0
-    # The budget, plus MetaSchedule's start-up and the one round in progress (minutes on a loaded 2-core machine).
-    assert tuning["seconds"] < 30 + 480, tuning
+    # The budget, plus the one round in progress (seconds; a minute on a loaded core) and MetaSchedule's start-up,
+    # which the report times apart: TVM's, once per process, minutes on a loaded core (a whole suite on one core).
+    assert 0 <= tuning["startup_seconds"] <= tuning["seconds"], tuning
+    assert tuning["seconds"] - tuning["startup_seconds"] < 30 + 120, tuning
     # A budget that fits: the second deploy of the same network finds everything in the database.
     database = str(tmp_path / "db")
     for out_dir in ("b", "c"):
