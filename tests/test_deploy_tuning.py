@@ -52,8 +52,8 @@ def test_trials_follow_the_work_of_each_task(two_convs):
 @pytest.mark.slow
 def test_prepacked_build_gives_the_outputs_of_an_unpacked_one(two_convs, tmp_path):
     batch = random_inputs(SHAPE, batch=2)
-    packed = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=tmp_path / "packed")
-    plain = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=tmp_path / "plain", prepack=False)
+    packed = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "packed")
+    plain = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "plain", prepack=False)
     # The tuned kernels read weights whose layout was rewritten (and folded at build time) ...
     assert "_prepacked" in packed.module.as_text() and "_prepacked" not in plain.module.as_text()
     # ... and compute the same thing.
@@ -105,7 +105,7 @@ def test_tuning_database_survives_an_interrupted_run(two_convs, tmp_path):
 @pytest.mark.slow
 def test_time_budget_stops_starting_tasks_and_a_later_run_goes_on(two_convs, tmp_path):
     database = tmp_path / "db"
-    first = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=database, tune_minutes=1e-3)
+    first = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=database, tune_minutes=1e-3)
     assert first.tuning.tuned_tasks + first.tuning.skipped_tasks == 2 and first.tuning.skipped_tasks >= 1
-    later = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=database)
+    later = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=database)
     assert later.tuning.tuned_tasks == first.tuning.skipped_tasks and later.tuning.skipped_tasks == 0
