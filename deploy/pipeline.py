@@ -260,6 +260,7 @@ def _tuning_record(compiled: CompiledModel, settings: DeploySettings) -> dict[st
             minutes=settings.tune_minutes,
             measured_candidates=tuning.measured,
             seconds=round(tuning.seconds, 1),
+            startup_seconds=round(tuning.startup_seconds, 1),
             database=tuning.database,
         )
     return record

@@ -11,7 +11,8 @@ of at most :data:`MAX_TRIALS_PER_ITER` trials (MetaSchedule's own round). With
 a time budget (``minutes``) the rounds are sized to what fits in the time left
 at the pace of the rounds so far (the first, which always runs, has 8 trials),
 and no other round starts once it is spent; the round in progress finishes, so
-the budget is exceeded by at most one (small) round.
+the budget is exceeded by at most one (small) round, and by MetaSchedule's
+start-up (once per process, timed apart from the rounds: see :mod:`deploy.tuning`).
 """
 
 from __future__ import annotations

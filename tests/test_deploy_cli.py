@@ -13,19 +13,21 @@ from PIL import Image
 from deploy import DeployTarget, known_targets, load_artifact, register_target
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
-from tests.tiny_arch import TINY
+from tests.tiny_arch import ONE_BLOCK, TINY
 
 BROKEN_TARGET = "test-broken-target"
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """arch.yaml, matching weights, and one digit as a PNG and as a .npy batch."""
+    """arch.yaml, matching weights (of TINY, and of ONE_BLOCK for tuning), and one digit as a PNG and as a .npy
+    batch."""
     root = tmp_path_factory.mktemp("cli")
-    arch = ArchConfig.from_dict(TINY)
-    arch.save(root / "tiny.yaml")
-    torch.manual_seed(0)
-    torch.save(build_model(arch).state_dict(), root / "tiny.pt")
+    for name, spec in (("tiny", TINY), ("one-block", ONE_BLOCK)):
+        arch = ArchConfig.from_dict(spec)
+        arch.save(root / f"{name}.yaml")
+        torch.manual_seed(0)
+        torch.save(build_model(arch).state_dict(), root / f"{name}.pt")
     from sklearn.datasets import load_digits
 
     pixels = (load_digits().images[:3] * 255 / 16).astype(np.uint8)
@@ -297,7 +299,8 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
 
     from nas.cli.deploy import DEFAULT_TUNE_TRIALS
 
-    args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--no-measure"]
+    # ONE_BLOCK: the second deploy below tunes every task of the network (7, not TINY's 10), one round each.
+    args = ["deploy", "--arch", str(files / "one-block.yaml"), "--weights", str(files / "one-block.pt"), "--no-measure"]
     # By default deploy tunes, into the target's persistent database, within --tune-minutes.
     code, out, _ = run_cli([*args, "--tune-minutes", "0.5", "--out", str(tmp_path / "a")], capsys)
     assert code == 0 and "tuning:" in out
@@ -306,8 +309,10 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
     assert tuning["database"] == os.path.join(os.environ["EDGENAS_TUNING_DB"], "x86_64")
     # 1000 trials do not fit in 30 s: tuning stopped starting rounds, and left tasks for a later deploy.
     assert 0 < tuning["measured_candidates"] < DEFAULT_TUNE_TRIALS / 10 and tuning["skipped_tasks"] > 0
-    # The budget, plus MetaSchedule's start-up and the one round in progress (minutes on a loaded 2-core machine).
-    assert tuning["seconds"] < 30 + 480, tuning
+    # The budget, plus the one round in progress (seconds; a minute on a loaded core) and MetaSchedule's start-up,
+    # which the report times apart: TVM's, once per process, minutes on a loaded core (a whole suite on one core).
+    assert 0 <= tuning["startup_seconds"] <= tuning["seconds"], tuning
+    assert tuning["seconds"] - tuning["startup_seconds"] < 30 + 120, tuning
     # A budget that fits: the second deploy of the same network finds everything in the database.
     database = str(tmp_path / "db")
     for out_dir in ("b", "c"):

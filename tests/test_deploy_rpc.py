@@ -11,16 +11,8 @@ from deploy.session import ort_session
 from deploy.tracker import parse_tracker
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
+from tests.tiny_arch import ONE_BLOCK
 
-TINY = {
-    "input_channels": 1,
-    "resolution": 16,
-    "channel_divisor": 1,
-    "activation": "relu6",
-    "stem": {"kernel": 3, "channels": 8, "stride": 2},
-    "stages": [{"block": "ibn", "kernel": 3, "expansion": 2, "channels": 8, "depth": 1, "stride": 1}],
-    "head": {"type": "classification", "channels": 16, "num_classes": 10},
-}
 INPUT_SHAPE = (1, 1, 16, 16)
 
 
@@ -33,7 +25,7 @@ def board():
 @pytest.fixture(scope="module")
 def arch_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("rpc")
-    arch = ArchConfig.from_dict(TINY)
+    arch = ArchConfig.from_dict(ONE_BLOCK)
     arch.save(root / "arch.yaml")
     torch.manual_seed(0)
     model = build_model(arch).eval()
@@ -56,7 +48,9 @@ def test_library_runs_on_the_board_and_matches_onnxruntime(board, arch_files):
 def test_deploy_records_the_board_latency(board, arch_files, tmp_path, capsys):
     out = tmp_path / "dist"
     args = ["deploy", "--arch", str(arch_files / "arch.yaml"), "--weights", str(arch_files / "weights.pt")]
-    code = main([*args, "--rpc-tracker", board, "--rpc-key", "loopback", "--no-measure", "--out", str(out)])
+    # Untuned: tuning on the board is test_tuning_measures_candidates_on_the_board's (deploy would tune for minutes).
+    board_args = ["--rpc-tracker", board, "--rpc-key", "loopback", "--tune-trials", "0", "--no-measure"]
+    code = main([*args, *board_args, "--out", str(out)])
     assert code == 0
     assert "measured latency rpc:loopback-tvm" in capsys.readouterr().out
     import json

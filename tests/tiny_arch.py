@@ -12,3 +12,11 @@ TINY = {
     ],
     "head": {"type": "classification", "channels": 32, "num_classes": 10},
 }
+
+# A stem, one IBN and the head: 7 distinct TVM tasks (stem, expand = head conv, depthwise, project + residual, mean,
+# reshape, classifier; TINY has 10), about the fewest a classification network has: for tests that tune every task.
+ONE_BLOCK = {
+    **TINY,
+    "stages": [{"block": "ibn", "kernel": 3, "expansion": 2, "channels": 8, "depth": 1, "stride": 1}],
+    "head": {"type": "classification", "channels": 16, "num_classes": 10},
+}
