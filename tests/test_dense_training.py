@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
@@ -12,31 +11,10 @@ from torch import nn
 from nas.dense_datasets import DenseDataset, load_dense_dataset
 from nas.dense_training import check_dense_compatible, evaluate_dense, train_dense_arch, train_dense_model
 from nas.training import TrainConfig, TrainingError
-from search_spaces import ArchConfig
+from tests.tiny_arch import DENSE_RESOLUTION, dense_arch
 
-RESOLUTION = 64
+RESOLUTION = DENSE_RESOLUTION
 FAST = TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_steps=4, threads=1, device="cpu")
-
-DETECTOR = {
-    "input_channels": 1,
-    "resolution": RESOLUTION,
-    "channel_divisor": 1,
-    "activation": "relu6",
-    "stem": {"kernel": 3, "channels": 8, "stride": 2},
-    "stages": [
-        {"block": "fused_ibn", "kernel": 3, "expansion": 2, "channels": 16, "depth": 1, "stride": 2},
-        {"block": "ibn", "kernel": 3, "expansion": 4, "channels": 24, "depth": 1, "stride": 2},
-    ],
-    "head": {"type": "detection", "num_classes": 10, "taps": [0, 1], "channels": 16, "depth": 1, "kernel": 3},
-}
-
-
-def arch_for(task: str, **head) -> ArchConfig:
-    data = copy.deepcopy(DETECTOR)
-    if task == "segmentation":
-        data["head"].update(type="segmentation", num_classes=11)
-    data["head"].update(head)
-    return ArchConfig.from_dict(data)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +24,7 @@ def scenes() -> DenseDataset:
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_training_lowers_the_loss_and_is_deterministic(scenes: DenseDataset, task: str) -> None:
-    arch = arch_for(task)
+    arch = dense_arch(task)
     model, result = train_dense_arch(arch, scenes, config=FAST)
     assert [r.epoch for r in result.history] == [1, 2] and result.steps == 2 * (96 // 16)
     assert result.history[-1].train_loss < result.history[0].train_loss
@@ -62,19 +40,19 @@ def test_training_lowers_the_loss_and_is_deterministic(scenes: DenseDataset, tas
 def test_huge_learning_rate_diverges(scenes: DenseDataset) -> None:
     config = dataclasses.replace(FAST, lr=1e8, warmup_steps=0)
     with pytest.raises(TrainingError, match="diverged at epoch"):
-        train_dense_arch(arch_for("detection"), scenes, config=config)
+        train_dense_arch(dense_arch("detection"), scenes, config=config)
 
 
 def test_mismatches_are_rejected_before_training(scenes: DenseDataset, tmp_path) -> None:
     with pytest.raises(TrainingError, match="classes: arch 5 vs dataset 10"):
-        check_dense_compatible(arch_for("detection", num_classes=5), scenes)
+        check_dense_compatible(dense_arch("detection", num_classes=5), scenes)
     with pytest.raises(TrainingError, match="resolution: arch 64 vs dataset 96"):
-        check_dense_compatible(arch_for("detection"), load_dense_dataset("digit-scenes", resolution=96, limit=4))
+        check_dense_compatible(dense_arch("detection"), load_dense_dataset("digit-scenes", resolution=96, limit=4))
     from tests.test_dense_datasets import write_coco
 
     coco = load_dense_dataset("coco", resolution=RESOLUTION, data_dir=write_coco(tmp_path) and tmp_path)
     with pytest.raises(TrainingError, match="a segmentation architecture needs segmentation labels"):
-        check_dense_compatible(arch_for("segmentation"), coco)
+        check_dense_compatible(dense_arch("segmentation"), coco)
 
 
 class WrongOutputs(nn.Module):
@@ -96,7 +74,7 @@ def test_model_with_the_wrong_outputs_is_named(scenes: DenseDataset) -> None:
 def test_edgenas_train_trains_a_dense_architecture(tmp_path, capsys) -> None:
     from nas.cli.main import main
 
-    path = arch_for("segmentation").save(tmp_path / "seg.yaml")
+    path = dense_arch("segmentation").save(tmp_path / "seg.yaml")
     weights = tmp_path / "seg.pt"
     args = ["train", "--arch", str(path), "--dataset", "digit-scenes", "--train-limit", "32", "--epochs", "1"]
     assert main([*args, "--batch-size", "16", "--device", "cpu", "--save", str(weights)]) == 0

@@ -13,6 +13,7 @@ from PIL import Image
 from deploy import DeployTarget, known_targets, load_artifact, register_target
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
+from tests.cli_helpers import assert_one_line_error, run_cli
 from tests.tiny_arch import ONE_BLOCK, TINY
 
 BROKEN_TARGET = "test-broken-target"
@@ -43,20 +44,6 @@ def artifact(files):
     code = main([*args, "--out", str(out)])
     assert code == 0
     return out
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgenas: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_deploy_writes_a_complete_verified_artifact(artifact):

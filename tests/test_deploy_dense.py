@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 
@@ -29,45 +28,13 @@ from deploy import (
 from deploy.dense_outputs import DetectedBox
 from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
+from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.tiny_arch import DENSE_RESOLUTION, TINY, dense_arch
 
-RESOLUTION = 64
+RESOLUTION = DENSE_RESOLUTION
 DIGITS = tuple(str(d) for d in range(10))
-# 64 px, stride-4 heatmap: builds, trains a step and compiles in seconds.
-DENSE = {
-    "input_channels": 1,
-    "resolution": RESOLUTION,
-    "channel_divisor": 1,
-    "activation": "relu6",
-    "stem": {"kernel": 3, "channels": 8, "stride": 2},
-    "stages": [
-        {"block": "fused_ibn", "kernel": 3, "expansion": 2, "channels": 16, "depth": 1, "stride": 2},
-        {"block": "ibn", "kernel": 3, "expansion": 4, "channels": 24, "depth": 1, "stride": 2},
-    ],
-    "head": {"type": "detection", "num_classes": 10, "taps": [0, 1], "channels": 16, "depth": 1, "kernel": 3},
-}
 DATA = ["--dataset", "digit-scenes", "--train-limit", "16", "--eval-limit", "8"]
 UNTUNED = ["--tune-trials", "0", "--no-measure"]
-
-
-def dense_arch(task: str) -> ArchConfig:
-    data = copy.deepcopy(DENSE)
-    if task == "segmentation":
-        data["head"].update(type="segmentation", num_classes=11)
-    return ArchConfig.from_dict(data)
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgenas: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +239,6 @@ def test_bad_decoding_options_of_deploy_are_one_line(root, tmp_path, capsys):
 
 
 def test_classification_run_is_unchanged_and_refuses_overlay_options(root, capsys):
-    from tests.tiny_arch import TINY
-
     arch = ArchConfig.from_dict(TINY)
     arch.save(root / "tiny.yaml")
     torch.manual_seed(0)
