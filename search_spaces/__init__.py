@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from search_spaces.arch import ArchConfig, HeadConfig, StageConfig, StemConfig
-from search_spaces.builder import build_block, build_model
 from search_spaces.counts import ArchCounts, LayerCount, count_arch
 from search_spaces.dense_head import DenseHeadConfig
 from search_spaces.errors import EdgeNasError, SearchSpaceError
@@ -57,6 +56,15 @@ DENSE_SPACES = tuple(
 # Classification at 96-128 px, where high-resolution stages exist.
 HIGH_RESOLUTION_SPACES = ("classification_96",)
 ALL_SPACES = SHIPPED_SPACES + HIGH_RESOLUTION_SPACES + DENSE_SPACES
+
+
+def __getattr__(name: str) -> object:
+    """The block builder needs torch; it is imported on first use so that reading a space stays fast."""
+    if name in ("build_block", "build_model"):
+        from search_spaces import builder
+
+        return getattr(builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shipped_space_path(name: str) -> Path:
