@@ -336,10 +336,17 @@ def render(
 def _header(ctx: Context) -> str:
     return (
         f"# Ablation on {ctx.args.device}: depth multiplier x fused IBN\n\n"
-        f"Regenerate (resumes from `build/ablation/{ctx.tag}/`):\n\n    {ctx.command}\n\n"
+        f"Regenerate (resumes the studies in `build/ablation/{ctx.tag}/`, final trainings and ceiling measurements "
+        f"from `{_state_name(ctx)}`):\n\n    {ctx.command}\n\n"
         f"Figure: `ablation-{ctx.tag}.png` (accuracy vs estimated latency of every trained trial, winners starred). "
         f"Every trial: `ablation-{ctx.tag}-trials.csv`."
     )
+
+
+def _state_name(ctx: Context) -> str:
+    """The state folder as the report names it: relative to the checkout when inside it."""
+    path = state_dir(ctx.args).resolve()
+    return f"{path.relative_to(REPO)}/" if path.is_relative_to(REPO) else f"{path}/"
 
 
 def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
@@ -543,6 +550,9 @@ def _recipe_section(ctx: Context, results: dict[str, SearchResult]) -> str:
         "if none holds, the most accurate tried is shown and marked.\n"
         "* Measured: `get_device(...).measure_network` (whole-network simulation for sim-npu, ONNX Runtime on "
         "this CPU for cpu-ort) of the exact architecture.\n"
+        f"* Iso-accuracy ceiling: {ctx.ceiling_plan.describe()} (the same final recipe and cache as the winners); "
+        "measured latencies and final trainings kept in "
+        f"`{_state_name(ctx)}`.\n"
         f"* Studies: `{', '.join(r.settings.study for r in results.values())}` in `build/ablation/{ctx.tag}/`."
     )
 
