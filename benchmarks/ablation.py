@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 def ceilings_of(
     args: argparse.Namespace, plan: CeilingPlan, cache: FinalCache, base: ArchConfig, base_test: float
 ) -> dict[str, Ceiling]:
+    """Each variant's iso-accuracy ceiling, its final trainings shared with the winners' through ``cache``."""
     measured = MeasuredCache(state_dir(args) / f"ceiling-measured-{args.device}.json", args.device)
     out = {}
     for variant, (space, _, _) in VARIANTS.items():
