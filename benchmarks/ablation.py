@@ -14,10 +14,18 @@ Top to bottom:
    recipe; if its final test accuracy is below the baseline's final test accuracy minus 0.5 points, the next
    one is tried, up to ``--tries``; when none holds the accuracy, the most accurate one tried is reported as such;
 4. baseline and winners are measured on the device (a whole-network simulation or a real run);
-5. ``results/ablation-<device>.md``, ``.png`` and ``-trials.csv``.
+5. per variant, the iso-accuracy ceiling (:mod:`benchmarks._ceiling`): of 3,000 random networks of the space,
+   the 30 fastest by estimate are measured and the 12 fastest by measured latency are final-trained in ascending
+   latency, with the same final recipe, until one holds the baseline's final test accuracy minus 0.5 points;
+   each winner's latency reduction is reported as a share of its ceiling's;
+6. ``results/ablation-<device>.md``, ``.png`` and ``-trials.csv``.
 
-Every step resumes: studies live in ``build/ablation/<device>/`` (SQLite), final trainings are cached in
-``build/ablation/final-trainings.json`` (shared by all devices: the final training does not depend on one).
+Every step resumes: studies live in ``build/ablation/<device>/`` (SQLite). What costs hours to redo lives under
+``--state-dir`` (``results/ablation-state/``, committed): ``final-trainings.json`` (every final training, keyed by
+recipe and arch_id, shared by all devices: the final training does not depend on one; on first use it is seeded
+from a ``build/ablation/final-trainings.json`` left by an earlier run) and ``ceiling-measured-<device>.json`` (the
+ceiling candidates' measured latency, so that a rerun on a timed device ranks by the same numbers). A ``--quick``
+run keeps its state in ``<work-dir>/quick-state/`` instead: its tiny trainings are worth nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import csv
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,8 +47,8 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
+from benchmarks._ceiling import Ceiling, CeilingPlan, MeasuredCache, find_ceiling, share_of_ceiling  # noqa: E402
 from benchmarks._final_training import (  # noqa: E402
     REPO,
     FinalCache,
@@ -58,7 +67,7 @@ from benchmarks._final_training import (
 from latency_estimator import get_device  # noqa: E402
 from nas.search import ProposalsExhausted, SearchResult, TrialRow, run_search, trial_rows  # noqa: E402
 from nas.search.results import BASELINE_ATTR  # noqa: E402
-from search_spaces import ArchConfig, baseline_arch, count_arch, load_space, shipped_space_path  # noqa: E402
+from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
 
 logger = logging.getLogger("ablation")
 
@@ -69,7 +78,8 @@ VARIANTS = {
     "V3": ("combined", "both", 53),
 }
 ACCURACY_SLACK = 0.005  # 0.5 points
-CEILING_SAMPLES = 3000  # random points per space; estimator calls are batched (seconds)
+CEILING_TARGET = 0.9  # issue 14: the V3 winner reaches at least 90 % of its ceiling's latency reduction
+QUICK_CEILING = CeilingPlan(samples=200, measured=6, trained=3)
 QUICK_SEARCH = SearchRecipe(
     trials=3, train_limit=100, epochs=1, screen_ratio=2, population_size=2, subset_train=400, subset_test=100
 )
@@ -94,7 +104,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tries", type=int, default=2, help="final trainings per variant at most")
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "ablation")
     parser.add_argument("--out-dir", type=Path, default=REPO / "results")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="final trainings and ceiling measurements (default: results/ablation-state, "
+        "with --quick <work-dir>/quick-state)",
+    )
     return parser.parse_args(argv)
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir is not None:
+        return args.state_dir
+    return args.work_dir / "quick-state" if args.quick else REPO / "results" / "ablation-state"
+
+
+def final_cache(args: argparse.Namespace, recipe: FinalRecipe) -> FinalCache:
+    """The final-training cache under the state folder, seeded once from the one earlier runs kept in build/."""
+    path = state_dir(args) / "final-trainings.json"
+    legacy = args.work_dir / ("final-quick.json" if args.quick else "final-trainings.json")
+    if not path.exists() and legacy.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(legacy, path)
+    return FinalCache(path, recipe)
 
 
 def recipes(args: argparse.Namespace, work: Path) -> tuple[SearchRecipe, FinalRecipe]:
@@ -187,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     data = write_search_data(args.work_dir / ("data-quick" if args.quick else "data"), search_recipe)
     results = {variant: run_variant(variant, args, search_recipe, work, data) for variant in VARIANTS}
     base_attr = results["V1"].study.user_attrs[BASELINE_ATTR]
-    cache = FinalCache(args.work_dir / ("final-quick.json" if args.quick else "final-trainings.json"), final_recipe)
+    cache = final_cache(args, final_recipe)
     base = baseline_arch(parallelism_factor=get_device(args.device).profile.parallelism_factor)
     base_final = cache.train(base, "baseline")
     winners = {
@@ -197,13 +230,36 @@ def main(argv: list[str] | None = None) -> int:
     for winner in winners.values():
         if winner is not None:
             winner.numbers = arch_numbers(winner.arch, args.device)
-    context = Context(args, tag, search_recipe, final_recipe, base, base_attr, base_final, base_numbers, work)
+    plan = QUICK_CEILING if args.quick else CeilingPlan()
+    ceilings = ceilings_of(args, plan, cache, base, base_final["test_accuracy"])
+    context = Context(args, tag, search_recipe, final_recipe, base, base_attr, base_final, base_numbers, work, plan)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_trials_csv(args.out_dir / f"ablation-{tag}-trials.csv", results)
     plot(args.out_dir / f"ablation-{tag}.png", results, winners, context)
-    (args.out_dir / f"ablation-{tag}.md").write_text(render(context, results, winners))
+    (args.out_dir / f"ablation-{tag}.md").write_text(render(context, results, winners, ceilings))
     logger.info("wrote %s", args.out_dir / f"ablation-{tag}.md")
     return 0
+
+
+def ceilings_of(
+    args: argparse.Namespace, plan: CeilingPlan, cache: FinalCache, base: ArchConfig, base_test: float
+) -> dict[str, Ceiling]:
+    """Each variant's iso-accuracy ceiling, its final trainings shared with the winners' through ``cache``."""
+    measured = MeasuredCache(state_dir(args) / f"ceiling-measured-{args.device}.json", args.device)
+    out = {}
+    for variant, (space, _, _) in VARIANTS.items():
+        out[variant] = find_ceiling(
+            variant=variant,
+            space=space,
+            device=args.device,
+            plan=plan,
+            measured=measured,
+            cache=cache,
+            base=base,
+            base_test=base_test,
+            slack=ACCURACY_SLACK,
+        )
+    return out
 
 
 @dataclass
@@ -217,6 +273,7 @@ class Context:
     base_final: dict[str, float]
     base_numbers: dict[str, float]
     work: Path
+    ceiling_plan: CeilingPlan
 
     @property
     def command(self) -> str:
@@ -263,13 +320,15 @@ def plot(path: Path, results: dict[str, SearchResult], winners: dict[str, Winner
     plt.close(fig)
 
 
-def render(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
+def render(
+    ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None], ceilings: dict[str, Ceiling]
+) -> str:
     parts = [
         _header(ctx),
         _main_table(ctx, results, winners),
+        _ceiling_section(ctx, winners, ceilings),
         _stage_section(ctx, winners),
         _sweep_section(ctx),
-        _ceiling_section(ctx),
         _recipe_section(ctx, results),
     ]
     return "\n\n".join(parts) + "\n"
@@ -278,10 +337,17 @@ def render(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Wi
 def _header(ctx: Context) -> str:
     return (
         f"# Ablation on {ctx.args.device}: depth multiplier x fused IBN\n\n"
-        f"Regenerate (resumes from `build/ablation/{ctx.tag}/`):\n\n    {ctx.command}\n\n"
+        f"Regenerate (resumes the studies in `build/ablation/{ctx.tag}/`, final trainings and ceiling measurements "
+        f"from `{_state_name(ctx)}`):\n\n    {ctx.command}\n\n"
         f"Figure: `ablation-{ctx.tag}.png` (accuracy vs estimated latency of every trained trial, winners starred). "
         f"Every trial: `ablation-{ctx.tag}-trials.csv`."
     )
+
+
+def _state_name(ctx: Context) -> str:
+    """The state folder as the report names it: relative to the checkout when inside it."""
+    path = state_dir(ctx.args).resolve()
+    return f"{path.relative_to(REPO)}/" if path.is_relative_to(REPO) else f"{path}/"
 
 
 def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
@@ -390,23 +456,84 @@ def _sweep_section(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def _ceiling_section(ctx: Context, samples: int = CEILING_SAMPLES) -> str:
-    """The fastest architecture of each space, accuracy aside: the most latency any variant could save."""
-    device, estimator = get_device(ctx.args.device), _estimator(ctx.args.device)
-    base_ms = device.measure_network(ctx.base).latency_ms
+def _ceiling_section(ctx: Context, winners: dict[str, Winner | None], ceilings: dict[str, Ceiling]) -> str:
+    """Each winner against the fastest network of its space that holds the accuracy (benchmarks/_ceiling.py)."""
+    base_test, plan = ctx.base_final["test_accuracy"], ctx.ceiling_plan
     lines = [
-        f"## Ceiling: the fastest architecture of each space, accuracy aside ({samples:,} random samples each)\n",
-        "| variant | space | distinct sampled | fastest, measured latency vs baseline | published | fastest |",
-        "|---|---|---|---|---|---|",
+        "## Iso-accuracy ceiling: the fastest network of each space that holds the accuracy\n",
+        f"{plan.describe()}, with the winners' final recipe. Holds: final test "
+        f"accuracy >= the baseline's {100 * base_test:.2f}% - 0.5 points. The ceiling is the first that holds; the "
+        "faster candidates before it failed the accuracy. Latency vs baseline of the ceiling and the winner: both "
+        "measured in this run, as in the table above.\n",
+        "| variant | space | distinct sampled | fastest sampled, accuracy aside | ceiling: latency vs baseline "
+        "| ceiling test acc % (Δ) | winner: latency vs baseline | winner reaches | published | ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rng = np.random.default_rng(0)
-    for variant, (space_name, _, published) in VARIANTS.items():
-        space = load_space(shipped_space_path(space_name), parallelism_factor=device.profile.parallelism_factor)
-        archs = list({a.arch_id: a for a in (space.sample(rng) for _ in range(samples))}.values())
-        fastest = archs[int(np.argmin(estimator.predict_many(archs)))]
-        change = 100 * (device.measure_network(fastest).latency_ms / base_ms - 1)
+    for variant, c in ceilings.items():
+        lines.append(_ceiling_row(ctx, variant, c, winners[variant]))
+    lines.append("\n" + _ceiling_target(ctx, ceilings["V3"], winners["V3"]))
+    for variant, c in ceilings.items():
+        lines.append("\n" + _candidates_table(c, winners[variant]))
+    return "\n".join(lines)
+
+
+def _change(ms: float, base_ms: float) -> float:
+    return ms / base_ms - 1
+
+
+def _ceiling_row(ctx: Context, variant: str, c: Ceiling, w: Winner | None) -> str:
+    base_ms, published = ctx.base_numbers["measured_ms"], VARIANTS[variant][2]
+    aside = f"{100 * _change(c.candidates[0].measured_ms, c.base_measured_ms):+.1f}%" if c.candidates else "—"
+    won = f"{100 * _change(w.numbers['measured_ms'], base_ms):+.1f}%" if w is not None else "no winner"
+    head = f"| {variant} | {c.space} | {c.distinct:,} | {aside} |"
+    if c.ceiling is None:
+        return f"{head} no ceiling found among the {len(c.candidates)} fastest | | {won} | — | -{published}% | |"
+    test = c.finals[c.ceiling.arch.arch_id]["test_accuracy"]
+    change = _change(c.numbers["measured_ms"], base_ms)
+    reach = "—" if w is None else _reach(share_of_ceiling(_change(w.numbers["measured_ms"], base_ms), change), w)
+    return (
+        f"{head} {100 * change:+.1f}% | {100 * test:.2f} ({100 * (test - ctx.base_final['test_accuracy']):+.2f}) | "
+        f"{won} | {reach} | -{published}% | {_code(c.ceiling.arch)} |"
+    )
+
+
+def _reach(share: float | None, w: Winner) -> str:
+    if share is None:
+        return "ceiling not faster than the baseline"
+    return f"{100 * share:.0f}% of the ceiling" + ("" if w.met else " (winner's accuracy not held)")
+
+
+def _ceiling_target(ctx: Context, c: Ceiling, w: Winner | None) -> str:
+    goal = f"Target (issue 14): the V3 winner reaches at least {100 * CEILING_TARGET:.0f}% of its ceiling's reduction"
+    if c.ceiling is None or w is None:
+        return f"{goal}: not measurable here ({'no ceiling' if c.ceiling is None else 'no V3 winner'})."
+    base_ms = ctx.base_numbers["measured_ms"]
+    share = share_of_ceiling(_change(w.numbers["measured_ms"], base_ms), _change(c.numbers["measured_ms"], base_ms))
+    if share is None:
+        return f"{goal}: not measurable here (the ceiling is not faster than the baseline)."
+    verdict = "met" if share >= CEILING_TARGET and w.met else "missed"
+    return f"{goal}: **{verdict}** ({100 * share:.0f}%{'' if w.met else ', accuracy not held'})."
+
+
+def _candidates_table(c: Ceiling, w: Winner | None) -> str:
+    lines = [
+        f"{c.variant} ({c.space}): the {len(c.candidates)} fastest by measured latency (the measurement ranked by; "
+        "vs the baseline measured with them)\n",
+        "| # | measured ms | vs baseline | est. ms | final test acc % | outcome | block string |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rank, cand in enumerate(c.candidates, 1):
+        final = c.finals.get(cand.arch.arch_id)
+        test = "—" if final is None else f"{100 * final['test_accuracy']:.2f}"
+        if final is None:
+            outcome = "not trained: slower than the ceiling"
+        else:
+            outcome = "**ceiling**" if cand is c.ceiling else "fails the accuracy"
+        if w is not None and cand.arch.arch_id == w.arch.arch_id:
+            outcome += f" (the {c.variant} winner)"
         lines.append(
-            f"| {variant} | {space_name} | {len(archs):,} | {change:+.1f}% | -{published}% | {_code(fastest)} |"
+            f"| {rank} | {cand.measured_ms:.4f} | {100 * _change(cand.measured_ms, c.base_measured_ms):+.1f}% | "
+            f"{cand.estimated_ms:.4f} | {test} | {outcome} | {_code(cand.arch)} |"
         )
     return "\n".join(lines)
 
@@ -424,6 +551,9 @@ def _recipe_section(ctx: Context, results: dict[str, SearchResult]) -> str:
         "if none holds, the most accurate tried is shown and marked.\n"
         "* Measured: `get_device(...).measure_network` (whole-network simulation for sim-npu, ONNX Runtime on "
         "this CPU for cpu-ort) of the exact architecture.\n"
+        f"* Iso-accuracy ceiling: {ctx.ceiling_plan.describe()} (the same final recipe and cache as the winners); "
+        "measured latencies and final trainings kept in "
+        f"`{_state_name(ctx)}`.\n"
         f"* Studies: `{', '.join(r.settings.study for r in results.values())}` in `build/ablation/{ctx.tag}/`."
     )
 

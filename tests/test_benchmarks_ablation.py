@@ -3,19 +3,71 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from benchmarks._ceiling import MeasuredCache, fastest, first_holding, share_of_ceiling
+from latency_estimator import get_device
 from nas.datasets import FASHION_MNIST_DIR
+from search_spaces import load_space, shipped_space_path
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
+needs_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.exists(), reason=f"Fashion-MNIST is not installed in {FASHION_MNIST_DIR}"
 )
+
+
+# ----- the ceiling rule, on made-up numbers ---------------------------------------------------------------------
+def test_the_ceiling_is_the_first_candidate_holding_the_accuracy_and_slower_ones_are_not_trained() -> None:
+    accuracy = {"fastest": 0.80, "second": 0.866, "third": 0.873, "fourth": 0.90}  # baseline 0.877, slack 0.005
+    trained: list[str] = []
+
+    def train(name: str) -> float:
+        trained.append(name)
+        return accuracy[name]
+
+    ceiling, scored = first_holding(list(accuracy), train, floor=0.877 - 0.005)
+    assert ceiling == "third"  # "fourth" is more accurate, but slower: the ceiling is the fastest that holds
+    assert scored == trained == ["fastest", "second", "third"]
+
+
+def test_no_ceiling_when_no_candidate_holds_and_every_one_is_trained() -> None:
+    ceiling, scored = first_holding([0.5, 0.6, 0.7], lambda acc: acc, floor=0.872)
+    assert ceiling is None
+    assert scored == [0.5, 0.6, 0.7]
+
+
+def test_candidates_are_ordered_by_latency_with_ties_broken_by_arch_id() -> None:
+    space = load_space(shipped_space_path("combined"), parallelism_factor=32)
+    rng = np.random.default_rng(0)
+    archs = list({a.arch_id: a for a in (space.sample(rng) for _ in range(20))}.values())[:5]
+    latencies = [0.3, 0.1, 0.2, 0.1, 0.5]
+    order = fastest(archs, latencies, 4)
+    tied = sorted([1, 3], key=lambda i: archs[i].arch_id)
+    assert order == [*tied, 2, 0]
+    assert fastest(list(reversed(archs)), list(reversed(latencies)), 4) == [4 - i for i in order]  # same networks
+
+
+def test_share_of_the_ceiling_reduction() -> None:
+    assert share_of_ceiling(-0.18, -0.20) == pytest.approx(0.9)
+    assert share_of_ceiling(-0.25, -0.20) == pytest.approx(1.25)  # a winner faster than its ceiling
+    assert share_of_ceiling(-0.05, 0.02) is None  # a ceiling slower than the baseline leaves nothing to reach
+
+
+def test_measured_latencies_are_kept_so_a_rerun_ranks_by_the_same_numbers(tmp_path: Path) -> None:
+    space = load_space(shipped_space_path("combined"), parallelism_factor=32)
+    archs = [space.sample(np.random.default_rng(seed)) for seed in range(3)]
+    path = tmp_path / "ceiling-measured-sim-npu-p32.json"
+    first = MeasuredCache(path, "sim-npu-p32").measure(archs)
+    assert first == [get_device("sim-npu-p32").measure_network(a).latency_ms for a in archs]
+    path.write_text(path.read_text().replace(str(first[0]), "123.0"))  # a rerun reads the file, not the device
+    assert MeasuredCache(path, "sim-npu-p32").measure(archs) == [123.0, *first[1:]]
 
 
 def _run(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -29,6 +81,7 @@ def _trials(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@needs_fashion_mnist
 @pytest.mark.slow
 def test_ablation_quick_writes_the_report_and_resumes(tmp_path: Path) -> None:
     first = _run("ablation.py", tmp_path, "--device", "sim-npu-p32")
@@ -41,13 +94,40 @@ def test_ablation_quick_writes_the_report_and_resumes(tmp_path: Path) -> None:
     assert (results / "ablation-sim-npu-p32-quick.png").stat().st_size > 0
     trials = _trials(results / "ablation-sim-npu-p32-quick-trials.csv")
     assert {t["variant"] for t in trials} == {"V1", "V2", "V3"}
+    _check_ceiling_section(report)
+    assert (tmp_path / "work" / "quick-state" / "ceiling-measured-sim-npu-p32.json").exists()
 
     again = _run("ablation.py", tmp_path, "--device", "sim-npu-p32")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_trials(results / "ablation-sim-npu-p32-quick-trials.csv")) == len(trials)  # resumed, nothing rerun
     assert "final training of" not in again.stderr  # final trainings come from the cache
+    assert "measuring" not in again.stderr  # so do the ceiling candidates' measured latencies
+    assert _section(report) == _section((results / "ablation-sim-npu-p32-quick.md").read_text())
 
 
+def _section(report: str) -> str:
+    return report.split("## Iso-accuracy ceiling")[1].split("\n## ")[0]
+
+
+def _check_ceiling_section(report: str) -> None:
+    """Quick mode: 3 candidates per variant, trained fastest first until one holds; none after it is trained."""
+    section = _section(report)
+    for variant in ("V1", "V2", "V3"):
+        summary = re.search(rf"^\| {variant} \|.*$", section, re.MULTILINE).group(0)
+        table = section.split(f"{variant} (")[1].split("\n\n")[1]
+        outcomes = [row.split(" | ")[5] for row in table.splitlines()[2:]]
+        assert len(outcomes) == 3
+        if "no ceiling found among the 3 fastest" in summary:
+            assert all(o.startswith("fails the accuracy") for o in outcomes)
+            continue
+        assert "% of the ceiling" in summary or "no winner" in summary or "not faster" in summary
+        first = next(i for i, o in enumerate(outcomes) if o.startswith("**ceiling**"))
+        assert all(o.startswith("fails the accuracy") for o in outcomes[:first])
+        assert all(o.startswith("not trained: slower than the ceiling") for o in outcomes[first + 1 :])
+    assert "Target (issue 14): the V3 winner reaches at least 90%" in section
+
+
+@needs_fashion_mnist
 @pytest.mark.slow
 def test_memory_budget_reports_an_unreachable_budget(tmp_path: Path) -> None:
     # combined.yaml at P=32: every channel count is a multiple of 32, and the 32x32 first stage alone holds more
