@@ -42,6 +42,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
+# Studies and final trainings that cost hours: committed, so that a later session resumes them.
+ABLATION_STATE = REPO / "results" / "ablation-state"
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ Top to bottom:
    each winner's latency reduction is reported as a share of its ceiling's;
 6. ``results/ablation-<device>.md``, ``.png`` and ``-trials.csv``.
 
-Every step resumes: studies live in ``build/ablation/<device>/`` (SQLite). What costs hours to redo lives under
-``--state-dir`` (``results/ablation-state/``, committed): ``final-trainings.json`` (every final training, keyed by
-recipe and arch_id, shared by all devices: the final training does not depend on one; on first use it is seeded
-from a ``build/ablation/final-trainings.json`` left by an earlier run) and ``ceiling-measured-<device>.json`` (the
-ceiling candidates' measured latency, so that a rerun on a timed device ranks by the same numbers). A ``--quick``
-run keeps its state in ``<work-dir>/quick-state/`` instead: its tiny trainings are worth nothing.
+Every step resumes, and what costs hours to redo lives under ``--state-dir`` (``results/ablation-state/``,
+committed, so that a later session finishes what this one started): the studies (``<device>/``, SQLite),
+``final-trainings.json`` (every final training, keyed by recipe and arch_id, shared by all devices and by
+``memory_budget.py``: the final training does not depend on one) and ``ceiling-measured-<device>.json`` (the
+ceiling candidates' measured latency, so that a rerun on a timed device ranks by the same numbers). The data
+subsets and estimator links are rebuilt in ``--work-dir`` (``build/ablation/``). A ``--quick`` run keeps its state
+in ``<work-dir>/quick-state/`` instead: its tiny trainings are worth nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import argparse
 import csv
 import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +50,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks._ceiling import Ceiling, CeilingPlan, MeasuredCache, find_ceiling, share_of_ceiling  # noqa: E402
 from benchmarks._final_training import (  # noqa: E402
+    ABLATION_STATE,
     REPO,
     FinalCache,
     FinalRecipe,
@@ -117,17 +118,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir is not None:
         return args.state_dir
-    return args.work_dir / "quick-state" if args.quick else REPO / "results" / "ablation-state"
+    return args.work_dir / "quick-state" if args.quick else ABLATION_STATE
 
 
 def final_cache(args: argparse.Namespace, recipe: FinalRecipe) -> FinalCache:
-    """The final-training cache under the state folder, seeded once from the one earlier runs kept in build/."""
-    path = state_dir(args) / "final-trainings.json"
-    legacy = args.work_dir / ("final-quick.json" if args.quick else "final-trainings.json")
-    if not path.exists() and legacy.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(legacy, path)
-    return FinalCache(path, recipe)
+    return FinalCache(state_dir(args) / "final-trainings.json", recipe)
 
 
 def recipes(args: argparse.Namespace, work: Path) -> tuple[SearchRecipe, FinalRecipe]:
@@ -214,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
     tag = f"{args.device}-quick" if args.quick else args.device
-    work = args.work_dir / tag
+    work = state_dir(args) / tag
     use_committed_estimators(args.work_dir / "estimators", args.device)
     search_recipe, final_recipe = recipes(args, args.work_dir)
     data = write_search_data(args.work_dir / ("data-quick" if args.quick else "data"), search_recipe)
@@ -337,8 +332,8 @@ def render(
 def _header(ctx: Context) -> str:
     return (
         f"# Ablation on {ctx.args.device}: depth multiplier x fused IBN\n\n"
-        f"Regenerate (resumes the studies in `build/ablation/{ctx.tag}/`, final trainings and ceiling measurements "
-        f"from `{_state_name(ctx)}`):\n\n    {ctx.command}\n\n"
+        f"Regenerate (resumes the studies, final trainings and ceiling measurements from `{_state_name(ctx)}`):\n\n"
+        f"    {ctx.command}\n\n"
         f"Figure: `ablation-{ctx.tag}.png` (accuracy vs estimated latency of every trained trial, winners starred). "
         f"Every trial: `ablation-{ctx.tag}-trials.csv`."
     )
@@ -554,7 +549,7 @@ def _recipe_section(ctx: Context, results: dict[str, SearchResult]) -> str:
         f"* Iso-accuracy ceiling: {ctx.ceiling_plan.describe()} (the same final recipe and cache as the winners); "
         "measured latencies and final trainings kept in "
         f"`{_state_name(ctx)}`.\n"
-        f"* Studies: `{', '.join(r.settings.study for r in results.values())}` in `build/ablation/{ctx.tag}/`."
+        f"* Studies: `{', '.join(r.settings.study for r in results.values())}` in `{_state_name(ctx)}{ctx.tag}/`."
     )
 
 

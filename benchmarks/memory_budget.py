@@ -10,7 +10,7 @@ expansion: at P = 32 no point of combined.yaml gets its peak under 55 %) with ha
 as the search counts them: ``count_arch(arch, dtype_bytes=<device dtype>)``); every candidate over a budget is
 refused before training. Selection: the fully trained candidates by descending search validation accuracy; the
 first is retrained with the ablation's final recipe (the baseline's final training is shared with ablation.py
-through ``build/ablation/final-trainings.json``); if its test accuracy is more than 1 point below the
+through ``results/ablation-state/final-trainings.json``); if its test accuracy is more than 1 point below the
 baseline's, the next, up to ``--tries``. Writes ``results/memory-budget-<device>.md``.
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from benchmarks._final_training import (  # noqa: E402
+    ABLATION_STATE,
     REPO,
     FinalCache,
     FinalRecipe,
@@ -98,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = QUICK_SEARCH if args.quick else SearchRecipe()
     data = write_search_data(args.work_dir / ("data-quick" if args.quick else "data"), recipe)
     final_recipe = FinalRecipe(train_limit=100, epochs=1, val_fraction=0.1, data_dir=str(data)) if args.quick else None
-    cache = FinalCache(
-        args.work_dir / ("final-quick.json" if args.quick else "final-trainings.json"), final_recipe or FinalRecipe()
-    )
+    cache_path = args.work_dir / "final-quick.json" if args.quick else ABLATION_STATE / "final-trainings.json"
+    cache = FinalCache(cache_path, final_recipe or FinalRecipe())
     base = baseline_arch(parallelism_factor=get_device(args.device).profile.parallelism_factor)
     limits = budgets(base, args.device, args.fraction, args.peak_fraction or args.fraction)
     tag = f"{args.device}-quick" if args.quick else args.device
