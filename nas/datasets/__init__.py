@@ -15,6 +15,7 @@ miss lists the registered names.
 
 The modules, leaves first:
 
+    names     the built-in datasets' names (no numpy or torch: the CLI's help reads them)
     base      DatasetError; RawImages (what a source reads), Split, Dataset
     idx       the IDX reader and Fashion-MNIST's train/test pairs (also read by nas.dense_sources)
     sources   the built-in sources: digits, fashion-mnist, npz, folder
