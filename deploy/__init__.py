@@ -1,12 +1,14 @@
 """Deploy a found network: ONNX export and parity, TVM compilation and tuning,
 cross-compilation, RPC boards, artifact folders, and timing compiled models.
 
-Imports only ``search_spaces`` (DESIGN.md). TVM is imported lazily, inside
-the functions that need it, so that importing this package stays cheap.
+Imports only ``search_spaces`` (DESIGN.md). Importing this package is cheap:
+each name below is imported from its room on first use, and TVM only inside
+the functions that need it.
 
 The rooms, leaves first: ``errors``; ``session`` (input/output names, the ONNX
 Runtime session), ``latency`` (timing statistics), ``threads`` (TVM's thread
-pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``artifact``;
+pool), ``tracker`` (RPC tracker and board lookup), ``targets``, ``display``
+(the decoding ``edgenas run`` shows), ``artifact``;
 the TVM backend ``lowering`` -> ``tuning`` (driving ``tuning_schedule``,
 ``tuning_db`` and ``tuning_measure``) -> ``compile`` (also used by the latency
 estimator's TVM devices); ``export``, ``benchmark``, ``rpc``,
@@ -16,25 +18,29 @@ and ``pipeline`` (:func:`deploy_model`) on top.
 
 from __future__ import annotations
 
-from deploy.artifact import Artifact, Manifest, Preprocessing, load_artifact, write_manifest
-from deploy.benchmark import time_compiled, time_onnxruntime
-from deploy.compile import CompiledModel, compile_onnx, load_compiled
-from deploy.dense_outputs import DetectedBox, class_histogram, detect, input_sizes, segment
-from deploy.errors import ArtifactError, CompileError, ExportError, RemoteError
-from deploy.export import ParityReport, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
-from deploy.latency import LatencyStats
-from deploy.lowering import lower_onnx
-from deploy.overlay import write_overlay
-from deploy.pipeline import DeployResult, DeploySettings, deploy_model
-from deploy.rpc import RemoteResult, local_board, run_remote
-from deploy.runtime import IMAGE_SUFFIXES, ClassProbability, Predictor, load_input
-from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
-from deploy.threads import set_tvm_threads
-from deploy.tracker import check_board
-from deploy.tuning import TuningReport, tune_module
-from deploy.tuning_db import apply_database, default_tuning_db
-from deploy.tuning_measure import Measurer
-from deploy.tuning_schedule import TuningBudget
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
+    from deploy.artifact import Artifact, Manifest, Preprocessing, load_artifact, write_manifest
+    from deploy.benchmark import time_compiled, time_onnxruntime
+    from deploy.compile import CompiledModel, compile_onnx, load_compiled
+    from deploy.dense_outputs import DetectedBox, class_histogram, detect, input_sizes, segment
+    from deploy.errors import ArtifactError, CompileError, ExportError, RemoteError
+    from deploy.export import ParityReport, check_onnx_parity, export_onnx, fold_batchnorm, load_weights, random_inputs
+    from deploy.latency import LatencyStats
+    from deploy.lowering import lower_onnx
+    from deploy.overlay import write_overlay
+    from deploy.pipeline import DeployResult, DeploySettings, deploy_model
+    from deploy.rpc import RemoteResult, local_board, run_remote
+    from deploy.runtime import IMAGE_SUFFIXES, ClassProbability, Predictor, load_input
+    from deploy.targets import DeployTarget, get_target, host_target, known_targets, register_target
+    from deploy.threads import set_tvm_threads
+    from deploy.tracker import check_board
+    from deploy.tuning import TuningReport, tune_module
+    from deploy.tuning_db import apply_database, default_tuning_db
+    from deploy.tuning_measure import Measurer
+    from deploy.tuning_schedule import TuningBudget
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -89,3 +95,46 @@ __all__ = [
     "write_overlay",
     "write_manifest",
 ]
+
+# The same names by submodule: `import deploy` loads none of them (torch, onnx, TVM).
+_EXPORTS = {
+    "deploy.artifact": ("Artifact", "Manifest", "Preprocessing", "load_artifact", "write_manifest"),
+    "deploy.benchmark": ("time_compiled", "time_onnxruntime"),
+    "deploy.compile": ("CompiledModel", "compile_onnx", "load_compiled"),
+    "deploy.dense_outputs": ("DetectedBox", "class_histogram", "detect", "input_sizes", "segment"),
+    "deploy.errors": ("ArtifactError", "CompileError", "ExportError", "RemoteError"),
+    "deploy.export": (
+        "ParityReport",
+        "check_onnx_parity",
+        "export_onnx",
+        "fold_batchnorm",
+        "load_weights",
+        "random_inputs",
+    ),
+    "deploy.latency": ("LatencyStats",),
+    "deploy.lowering": ("lower_onnx",),
+    "deploy.overlay": ("write_overlay",),
+    "deploy.pipeline": ("DeployResult", "DeploySettings", "deploy_model"),
+    "deploy.rpc": ("RemoteResult", "local_board", "run_remote"),
+    "deploy.runtime": ("IMAGE_SUFFIXES", "ClassProbability", "Predictor", "load_input"),
+    "deploy.targets": ("DeployTarget", "get_target", "host_target", "known_targets", "register_target"),
+    "deploy.threads": ("set_tvm_threads",),
+    "deploy.tracker": ("check_board",),
+    "deploy.tuning": ("TuningReport", "tune_module"),
+    "deploy.tuning_db": ("apply_database", "default_tuning_db"),
+    "deploy.tuning_measure": ("Measurer",),
+    "deploy.tuning_schedule": ("TuningBudget",),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

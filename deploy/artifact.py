@@ -30,7 +30,7 @@ from typing import Any
 
 from deploy.errors import ArtifactError
 from search_spaces.arch import ArchConfig
-from search_spaces.box_coding import DecodeSettings
+from search_spaces.decode_settings import DecodeSettings
 from search_spaces.errors import EdgeNasError
 from search_spaces.safe_files import parse_json, read_text
 

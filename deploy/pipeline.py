@@ -25,6 +25,7 @@ from torch import nn
 from deploy.artifact import MANIFEST, Manifest, Preprocessing, library_name, write_manifest
 from deploy.benchmark import time_compiled, time_onnxruntime
 from deploy.compile import BUILD_LOG, CompiledModel, compile_onnx
+from deploy.display import DISPLAY_DECODE
 from deploy.errors import CompileError, ExportError
 from deploy.export import (
     PARITY_TOLERANCE,
@@ -40,15 +41,13 @@ from deploy.session import INPUT_NAME, ort_session, output_names
 from deploy.targets import get_target
 from deploy.tracker import check_board
 from search_spaces.arch import ArchConfig
-from search_spaces.box_coding import DecodeSettings
+from search_spaces.decode_settings import DecodeSettings
 
 __all__ = ["DISPLAY_DECODE", "DeployResult", "DeploySettings", "deploy_model"]
 
 logger = logging.getLogger(__name__)
 
 PARITY_SAMPLES = 8  # images per parity batch: enough to catch a wrong layout, fast on the VM
-# What `edgenas run` shows: evaluation decodes at 0.05 (COCO), a person looking at boxes wants fewer, surer ones.
-DISPLAY_DECODE = DecodeSettings(score_threshold=0.3, max_detections=100, nms_iou=0.5)
 
 
 @dataclass(frozen=True)

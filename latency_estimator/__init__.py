@@ -15,21 +15,25 @@ The rooms, in the order a build runs through them: ``networks`` and ``coverage``
 
 from __future__ import annotations
 
-from latency_estimator.build import build_estimator, obtain_estimator, train_from_dataset
-from latency_estimator.dataset import MeasurementDataset
-from latency_estimator.decompose_onnx import decompose_onnx
-from latency_estimator.devices import Device, DeviceProfile, Measurement, available_devices, get_device
-from latency_estimator.errors import DeviceError, EstimatorError
-from latency_estimator.estimator import (
-    ESTIMATORS_ENV,
-    LatencyEstimator,
-    Prediction,
-    default_estimator_dir,
-    load_estimator,
-)
-from latency_estimator.evaluation import evaluate_estimator
-from latency_estimator.profiling import profile_device
-from latency_estimator.subgraph import Subgraph, decompose_arch
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
+    from latency_estimator.build import build_estimator, obtain_estimator, train_from_dataset
+    from latency_estimator.dataset import MeasurementDataset
+    from latency_estimator.decompose_onnx import decompose_onnx
+    from latency_estimator.devices import Device, DeviceProfile, Measurement, available_devices, get_device
+    from latency_estimator.errors import DeviceError, EstimatorError
+    from latency_estimator.estimator import (
+        ESTIMATORS_ENV,
+        LatencyEstimator,
+        Prediction,
+        default_estimator_dir,
+        load_estimator,
+    )
+    from latency_estimator.evaluation import evaluate_estimator
+    from latency_estimator.profiling import profile_device
+    from latency_estimator.subgraph import Subgraph, decompose_arch
 
 __all__ = [
     "ESTIMATORS_ENV",
@@ -54,3 +58,35 @@ __all__ = [
     "profile_device",
     "train_from_dataset",
 ]
+
+# The same names by submodule: `import latency_estimator` loads none of them (torch, onnx, xgboost).
+_EXPORTS = {
+    "latency_estimator.build": ("build_estimator", "obtain_estimator", "train_from_dataset"),
+    "latency_estimator.dataset": ("MeasurementDataset",),
+    "latency_estimator.decompose_onnx": ("decompose_onnx",),
+    "latency_estimator.devices": ("Device", "DeviceProfile", "Measurement", "available_devices", "get_device"),
+    "latency_estimator.errors": ("DeviceError", "EstimatorError"),
+    "latency_estimator.estimator": (
+        "ESTIMATORS_ENV",
+        "LatencyEstimator",
+        "Prediction",
+        "default_estimator_dir",
+        "load_estimator",
+    ),
+    "latency_estimator.evaluation": ("evaluate_estimator",),
+    "latency_estimator.profiling": ("profile_device",),
+    "latency_estimator.subgraph": ("Subgraph", "decompose_arch"),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nas.proxy_names import DEFAULT_PROXY
 from nas.training import torch_threads
 from search_spaces import ArchConfig, build_model, count_arch
 from search_spaces.errors import EdgeNasError
@@ -49,10 +50,6 @@ __all__ = [
     "register_proxy",
     "score_arch",
 ]
-
-# The highest Spearman with trained accuracy in results/zero-shot-proxies.md (0.44 on 51 architectures; synflow
-# 0.29, and the data-dependent naswot, snip and grad_norm rank inversely there). Rerun it for a new dataset.
-DEFAULT_PROXY = "params"
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish)
 

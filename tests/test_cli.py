@@ -36,6 +36,19 @@ def test_top_level_help_lists_the_commands() -> None:
         assert command in out
 
 
+HEAVY_MODULES = ("torch", "optuna", "onnx", "tvm", "xgboost", "onnxruntime")
+
+
+def test_building_the_parser_loads_no_heavy_module() -> None:
+    # `edgenas --help` builds every parser: the command modules import their work in the handlers, not at the top.
+    code = (
+        "import sys; from nas.cli.main import build_parser; build_parser(); "
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.parametrize("path", all_command_paths(), ids=" ".join)
 def test_every_command_has_help(path: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as info:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nas.proxies import DEFAULT_PROXY, PROXIES, ProxyError, get_proxy, proxy_batches, score_arch
+from nas.proxy_names import PROXY_NAMES
 from search_spaces import count_arch, load_space, shipped_space_path
 
 
@@ -75,3 +76,8 @@ def test_empty_split_is_an_error():
 
 def test_default_proxy_is_registered():
     assert DEFAULT_PROXY in PROXIES
+
+
+def test_the_light_list_of_names_is_the_registry():
+    # nas.proxy_names gives the CLI its --proxy choices without importing torch; it must name every built-in proxy.
+    assert tuple(sorted(PROXIES)) == PROXY_NAMES

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.common import format_table, human_bytes
-from search_spaces import count_arch
-from search_spaces.arch_file import load_arch
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 
@@ -21,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def show_arch(args: argparse.Namespace) -> int:
+    from search_spaces import count_arch
+    from search_spaces.arch_file import load_arch
+
     arch = load_arch(args.file)
     counts = count_arch(arch, dtype_bytes=DTYPE_BYTES[args.dtype])
     rows = [

@@ -13,33 +13,18 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from deploy import (
-    IMAGE_SUFFIXES,
-    Artifact,
-    ArtifactError,
-    DeployResult,
-    DeploySettings,
-    Predictor,
-    Preprocessing,
-    class_histogram,
-    deploy_model,
-    detect,
-    input_sizes,
-    load_input,
-    load_weights,
-    segment,
-    write_overlay,
-)
-from deploy.pipeline import DISPLAY_DECODE
-from nas.dense_datasets import DenseDataset, load_dense_dataset
-from nas.dense_training import METRICS, check_dense_compatible, evaluate_dense, train_dense_arch
-from nas.task_metrics import task_metric
-from nas.training import TrainConfig
+from deploy.display import DISPLAY_DECODE
+from deploy.errors import ArtifactError
 from search_spaces import ArchConfig
-from search_spaces.box_coding import DecodeSettings
+from search_spaces.decode_settings import DecodeSettings
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deploy import Artifact, DeployResult, DeploySettings
+    from nas.dense_datasets import DenseDataset
 
 __all__ = ["add_dense_deploy_arguments", "add_dense_run_arguments", "deploy_dense", "run_dense"]
 
@@ -74,6 +59,10 @@ def deploy_dense(
     args: argparse.Namespace, settings: DeploySettings, *, estimate: Callable[[ArchConfig], dict[str, float]]
 ) -> DeployResult:
     """`edgenas deploy` of a detection or segmentation ``--arch``; ``estimate`` gives latency estimates."""
+    from deploy import Preprocessing, deploy_model
+    from nas.dense_datasets import load_dense_dataset
+    from nas.dense_training import METRICS, check_dense_compatible
+
     decode = _decode_settings(args.score_threshold, args.max_boxes, args.nms_iou)
     arch = ArchConfig.load(args.arch)
     dataset = load_dense_dataset(
@@ -109,6 +98,11 @@ def deploy_dense(
 
 
 def _trained_model(arch: ArchConfig, dataset: DenseDataset, args: argparse.Namespace) -> tuple[nn.Module, float]:
+    from deploy import load_weights
+    from nas.dense_training import evaluate_dense, train_dense_arch
+    from nas.task_metrics import task_metric
+    from nas.training import TrainConfig
+
     metric = task_metric(arch.task).label
     if args.weights is not None:
         model = load_weights(arch, args.weights)
@@ -131,6 +125,17 @@ def _decode_settings(score_threshold: float, max_boxes: int, nms_iou: float) -> 
 
 def run_dense(args: argparse.Namespace, artifact: Artifact) -> int:
     """`edgenas run` of a detection or segmentation artifact."""
+    from deploy import (
+        IMAGE_SUFFIXES,
+        Predictor,
+        class_histogram,
+        detect,
+        input_sizes,
+        load_input,
+        segment,
+        write_overlay,
+    )
+
     manifest = artifact.manifest
     if args.score_threshold is not None:
         if manifest.task != "detection":

@@ -14,32 +14,21 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from deploy import (
-    ArtifactError,
-    DeployResult,
-    DeploySettings,
-    Predictor,
-    Preprocessing,
-    check_board,
-    default_tuning_db,
-    deploy_model,
-    get_target,
-    known_targets,
-    load_artifact,
-    load_input,
-    load_weights,
-)
+from deploy.errors import ArtifactError
+from deploy.targets import known_targets
 from nas.cli.common import format_table, human_bytes, int_at_least
 from nas.cli.dense_deploy import add_dense_deploy_arguments, add_dense_run_arguments, deploy_dense, run_dense
 from nas.cli.train import add_dataset_arguments, load_arch_and_dataset
-from nas.datasets import Dataset
-from nas.task_metrics import task_metric
-from nas.training import TrainConfig, check_compatible, evaluate, train_arch
 from search_spaces import ArchConfig
 from search_spaces.errors import EdgeNasError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from deploy import DeployResult
+    from nas.datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +104,9 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
+    from deploy import DeploySettings, Preprocessing, check_board, default_tuning_db, deploy_model, get_target
+    from nas.training import check_compatible
+
     target = get_target(args.target)  # unknown target / missing cross compiler: fail before training
     target.linker()
     trials = args.tune_trials
@@ -162,6 +154,9 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def _trained_model(arch: ArchConfig, dataset: Dataset, args: argparse.Namespace) -> tuple[nn.Module, float]:
+    from deploy import load_weights
+    from nas.training import TrainConfig, evaluate, train_arch
+
     if args.weights is not None:
         model = load_weights(arch, args.weights)
         accuracy = evaluate(model, dataset.test)
@@ -190,6 +185,8 @@ def estimated_latencies(arch: ArchConfig) -> dict[str, float]:
 
 
 def _print_deploy_summary(result: DeployResult) -> None:
+    from nas.task_metrics import task_metric
+
     manifest = result.manifest
     for report in result.parity:
         print(f"parity {report.summary()}")
@@ -205,6 +202,8 @@ def _print_deploy_summary(result: DeployResult) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from deploy import Predictor, load_artifact, load_input
+
     artifact = load_artifact(args.folder)
     if artifact.manifest.task != "classification":
         return run_dense(args, artifact)

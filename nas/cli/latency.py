@@ -13,22 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from latency_estimator import (
-    EstimatorError,
-    LatencyEstimator,
-    MeasurementDataset,
-    available_devices,
-    decompose_onnx,
-    default_estimator_dir,
-    evaluate_estimator,
-    get_device,
-    obtain_estimator,
-    profile_device,
-    train_from_dataset,
-)
-from latency_estimator.evaluation import plot_scatter, write_csv
+from latency_estimator.devices import available_devices
 from nas.cli.common import format_table
-from search_spaces.arch_file import load_arch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,10 +62,14 @@ def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _directory(args: argparse.Namespace) -> Path:
+    from latency_estimator import default_estimator_dir
+
     return args.dir or default_estimator_dir(args.device)
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    from latency_estimator import get_device, profile_device
+
     device = get_device(args.device)
     directory = _directory(args)
     with _progress(f"profiling {device.name}", unit="meas") as progress:
@@ -96,6 +86,8 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from latency_estimator import EstimatorError, MeasurementDataset, train_from_dataset
+
     directory = _directory(args)
     dataset = MeasurementDataset.load(directory)
     if dataset.device != args.device:
@@ -115,6 +107,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from latency_estimator import LatencyEstimator, evaluate_estimator, get_device
+    from latency_estimator.evaluation import plot_scatter, write_csv
+
     device = get_device(args.device)
     directory = _directory(args)
     estimator = LatencyEstimator.load(directory, device=device.name, profile=device.profile.to_dict())
@@ -149,6 +144,9 @@ def _metric_cells(values: dict[str, float]) -> list[object]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from latency_estimator import decompose_onnx, get_device, obtain_estimator
+    from search_spaces.arch_file import load_arch
+
     device = get_device(args.device)
     estimator = obtain_estimator(device, directory=_directory(args))  # a simulated device's is built if missing
     if args.file.suffix == ".onnx":

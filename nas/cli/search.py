@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from nas.cli.common import format_table
-from nas.proxies import DEFAULT_PROXY, PROXIES
-from nas.search import MODES, PRUNERS, STRATEGIES, SearchResult, run_search, trial_rows
-from nas.search.counting import tally
-from nas.search.objective import CandidateFailed
-from nas.search.report import empty_front_hint
-from nas.search.settings import SearchSettings
-from nas.task_metrics import first_objective_label
+from nas.proxy_names import DEFAULT_PROXY, PROXY_NAMES
+from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
 
-DEFAULTS = SearchSettings(space="", device="", dataset="")
+if TYPE_CHECKING:
+    from nas.search import SearchResult
+
+# SearchSettings' defaults, read from the class: making one would validate the proxy, which imports torch.
+DEFAULTS = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(SearchSettings)})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,7 +110,7 @@ def _training(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="(%(default)s)")
     group.add_argument("--lr", type=float, default=DEFAULTS.lr, help="(%(default)s)")
     group.add_argument("--pruner", choices=PRUNERS, default=DEFAULTS.pruner, help="early stopping (%(default)s)")
-    group.add_argument("--proxy", choices=sorted(PROXIES), default=DEFAULT_PROXY, help="zero-shot proxy (%(default)s)")
+    group.add_argument("--proxy", choices=PROXY_NAMES, default=DEFAULT_PROXY, help="zero-shot proxy (%(default)s)")
     group.add_argument(
         "--screen-ratio", type=int, default=DEFAULTS.screen_ratio, help="hybrid: train the top 1/K (%(default)s)"
     )
@@ -129,6 +130,8 @@ def search_command(args: argparse.Namespace) -> int:
     import optuna
 
     from nas.insights import warm_start_archs
+    from nas.search import run_search, trial_rows
+    from nas.search.report import empty_front_hint
 
     # Optuna's per-trial INFO lines (~500 characters) would flood the progress bar, even with --verbose.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -153,11 +156,17 @@ class _FailedCandidateFilter(logging.Filter):
     candidate edgenas has recorded as FAIL; any other failure still shows."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from nas.search.objective import CandidateFailed
+
         error = record.exc_info[1] if record.exc_info else None
         return not isinstance(error, CandidateFailed) and "CandidateFailed(" not in record.getMessage()
 
 
 def _print_summary(result: SearchResult) -> None:
+    from nas.search import trial_rows
+    from nas.search.counting import tally
+    from nas.task_metrics import first_objective_label
+
     rows = trial_rows(result.study)
     trained = [row for row in rows if row.trained]
     breaking = sum(row.violates_budget for row in trained)

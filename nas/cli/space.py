@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from nas.cli.common import int_at_least
-from search_spaces import count_arch, load_space
-from search_spaces.errors import SearchSpaceError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +36,9 @@ def _add_parallelism_factor(parser: argparse.ArgumentParser) -> None:
 
 
 def validate_spaces(args: argparse.Namespace) -> int:
+    from search_spaces import load_space
+    from search_spaces.errors import SearchSpaceError
+
     failures = 0
     for path in args.files:
         try:
@@ -53,6 +52,10 @@ def validate_spaces(args: argparse.Namespace) -> int:
 
 
 def show_space(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from search_spaces import count_arch, load_space
+
     space = load_space(args.file, parallelism_factor=args.parallelism_factor)
     print(f"{space.name}: {space.description}")
     print(f"P={space.parallelism_factor}, channels aligned to P: {space.align_channels}")

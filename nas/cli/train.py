@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from nas.datasets.names import DATASETS, DENSE_DATASETS
+from nas.train_config import TrainConfig
 
-from nas.datasets import DATASETS, DENSE_DATASETS, Dataset, load_dataset
-from nas.task_metrics import task_metric
-from nas.training import TrainConfig, train_arch
-from search_spaces import ArchConfig, count_arch
-from search_spaces.arch_file import load_arch
+if TYPE_CHECKING:
+    from nas.datasets import Dataset
+    from search_spaces import ArchConfig
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_arch_and_dataset(args: argparse.Namespace) -> tuple[ArchConfig, Dataset]:
     """The ``--arch`` file and the dataset of :func:`add_dataset_arguments` at its resolution, split by ``--seed``."""
+    from nas.datasets import load_dataset
+    from search_spaces.arch_file import load_arch
+
     arch = load_arch(args.arch)  # an ARCH file, or a one-point space
     dataset = load_dataset(
         args.dataset, resolution=arch.resolution, seed=args.seed, data_dir=args.data_dir, limit=args.train_limit
@@ -47,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from nas.task_metrics import task_metric
+    from nas.training import train_arch
+    from search_spaces import ArchConfig, count_arch
+
     config = TrainConfig(
         epochs=args.epochs,
         max_steps=args.max_steps,

@@ -15,6 +15,7 @@ miss lists the registered names.
 
 The modules, leaves first:
 
+    names     the built-in datasets' names (no numpy or torch: the CLI's help reads them)
     base      DatasetError; RawImages (what a source reads), Split, Dataset
     idx       the IDX reader and Fashion-MNIST's train/test pairs (also read by nas.dense_sources)
     sources   the built-in sources: digits, fashion-mnist, npz, folder
@@ -24,10 +25,15 @@ The modules, leaves first:
 
 from __future__ import annotations
 
-from nas.datasets.base import Dataset, DatasetError, Split
-from nas.datasets.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx, read_idx_pair
-from nas.datasets.loading import DATASETS, DENSE_DATASETS, load_dataset, register_dataset
-from nas.datasets.sources import IMAGE_SUFFIXES
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
+    from nas.datasets.base import Dataset, DatasetError, Split
+    from nas.datasets.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, read_idx, read_idx_pair
+    from nas.datasets.loading import load_dataset, register_dataset
+    from nas.datasets.names import DATASETS, DENSE_DATASETS
+    from nas.datasets.sources import IMAGE_SUFFIXES
 
 __all__ = [
     "DATASETS",
@@ -43,3 +49,25 @@ __all__ = [
     "read_idx_pair",
     "register_dataset",
 ]
+
+# The same names by submodule: `import nas.datasets` loads none of them (numpy, torch).
+_EXPORTS = {
+    "nas.datasets.base": ("Dataset", "DatasetError", "Split"),
+    "nas.datasets.idx": ("FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "read_idx", "read_idx_pair"),
+    "nas.datasets.loading": ("load_dataset", "register_dataset"),
+    "nas.datasets.names": ("DATASETS", "DENSE_DATASETS"),
+    "nas.datasets.sources": ("IMAGE_SUFFIXES",),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.datasets.base import Dataset, DatasetError, RawImages
+from nas.datasets.names import DATASETS, DENSE_DATASETS
 from nas.datasets.sources import read_digits, read_fashion_mnist, read_folder, read_npz
 from nas.datasets.splits import make_splits
 
@@ -16,20 +17,13 @@ __all__ = ["DATASETS", "DENSE_DATASETS", "load_dataset", "register_dataset"]
 
 logger = logging.getLogger(__name__)
 
-# Detection/segmentation datasets, loaded by nas.dense_datasets (boxes and masks, read lazily).
-DENSE_DATASETS = ("digit-scenes", "fashion-scenes", "coco", "masks")
 PIXEL_SLACK = 1e-3  # scaled pixels this far outside [0, 1] (rounding) are accepted
 
 # A loader gets (data_dir, resolution) and returns raw images; folder loaders
 # resize while reading because their images need not share a size.
 Loader = Callable[[Path | None, int], RawImages]
-_LOADERS: dict[str, Loader] = {
-    "digits": read_digits,
-    "fashion-mnist": read_fashion_mnist,
-    "npz": read_npz,
-    "folder": read_folder,
-}
-DATASETS: tuple[str, ...] = tuple(_LOADERS)  # the built-in ones
+# The built-in ones, in the order of DATASETS (nas.datasets.names: the CLI reads the names without numpy).
+_LOADERS: dict[str, Loader] = dict(zip(DATASETS, (read_digits, read_fashion_mnist, read_npz, read_folder), strict=True))
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:

@@ -18,13 +18,17 @@ line). The modules follow the life of a trial:
 
 from __future__ import annotations
 
-from nas.search.budgets import Budgets, Measured, SearchError, Violation
-from nas.search.modes import Evaluator
-from nas.search.records import ParetoPoint, TrialRow, pareto_front, trial_rows
-from nas.search.results import write_results
-from nas.search.resume import enqueue_archs
-from nas.search.runner import ProposalsExhausted, SearchResult, run_search, run_with_latency_fn
-from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
+    from nas.search.budgets import Budgets, Measured, SearchError, Violation
+    from nas.search.modes import Evaluator
+    from nas.search.records import ParetoPoint, TrialRow, pareto_front, trial_rows
+    from nas.search.results import write_results
+    from nas.search.resume import enqueue_archs
+    from nas.search.runner import ProposalsExhausted, SearchResult, run_search, run_with_latency_fn
+    from nas.search.settings import MODES, PRUNERS, STRATEGIES, SearchSettings
 
 __all__ = [
     "MODES",
@@ -47,3 +51,27 @@ __all__ = [
     "trial_rows",
     "write_results",
 ]
+
+# The same names by submodule: `import nas.search` loads none of them (optuna, torch).
+_EXPORTS = {
+    "nas.search.budgets": ("Budgets", "Measured", "SearchError", "Violation"),
+    "nas.search.modes": ("Evaluator",),
+    "nas.search.records": ("ParetoPoint", "TrialRow", "pareto_front", "trial_rows"),
+    "nas.search.results": ("write_results",),
+    "nas.search.resume": ("enqueue_archs",),
+    "nas.search.runner": ("ProposalsExhausted", "SearchResult", "run_search", "run_with_latency_fn"),
+    "nas.search.settings": ("MODES", "PRUNERS", "STRATEGIES", "SearchSettings"),
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCE[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.proxies import DEFAULT_PROXY, get_proxy
+from nas.proxy_names import DEFAULT_PROXY
 from nas.search.budgets import Budgets, SearchError
 from nas.search.storage_url import mask_url
 
@@ -89,6 +89,8 @@ class SearchSettings:
     max_proposals_per_evaluation: int = 200
 
     def __post_init__(self) -> None:
+        from nas.proxies import get_proxy  # torch: loaded when settings are made, not when the CLI parses
+
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
         _choice("pruner", self.pruner, PRUNERS)
