@@ -10,6 +10,7 @@ import pytest
 
 from nas.search import Budgets, Measured, SearchError, SearchSettings, enqueue_archs, run_search
 from nas.search.budgets import check_reachable, feasible_archs, measure, spread_feasible_archs
+from nas.search.records import best_trials
 from nas.search.results import settings_command
 from nas.search.study import make_pruner, make_sampler
 from nas.search.surrogate import hypervolume_gain
@@ -168,3 +169,23 @@ def test_hypervolume_gain_of_a_candidate_is_the_area_it_adds():
     front = np.array([[0.5, 2.0]])
     gains = hypervolume_gain(np.array([0.8, 0.4, 0.6]), np.array([1.0, 3.0, 3.0]), front, (0.0, 4.0))
     assert gains == pytest.approx([1.4, 0.0, 0.1])
+
+
+def test_the_reported_front_is_optunas_best_trials():
+    """records.best_trials (no deep copy of the study) picks what Optuna's study.best_trials picks: complete trials
+    within the constraints, none dominated; ties both kept; a better but infeasible trial and a running one ignored."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    points = [(0.5, 2.0, 0.0), (0.8, 3.0, 0.0), (0.8, 3.0, 0.0), (0.4, 2.5, 0.0), (0.9, 1.0, 0.5), (0.6, 2.0, -0.1)]
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for value, latency, violation in points:
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[value, latency],
+                params={"x": value},
+                distributions={"x": distribution},
+                system_attrs={"constraints:latency": violation},
+            )
+        )
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
+    picked = [t.number for t in best_trials(study)]
+    assert picked == sorted(t.number for t in study.best_trials) == [1, 2, 5]
