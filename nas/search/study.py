@@ -33,6 +33,7 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.exc import SQLAlchemyError
 
 from nas.search.budgets import SearchError
+from nas.search.gp_sampler import BoundedGPSampler
 from nas.search.resume import retry_interrupted
 from nas.search.settings import SearchSettings, defining_settings
 from nas.search.sqlite_wal import write_ahead
@@ -222,8 +223,9 @@ def make_sampler(
             raise SearchError("strategy 'surrogate' needs the search space and latency estimator (a ProposalContext)")
         return SurrogateSampler(context, seed=seed)
     if settings.strategy == "gp":
-        # Multi-objective (log EHVI) with the budgets' constraints, read from trial.set_constraint.
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS["gp"])
+        # Multi-objective (log EHVI) with the budgets' constraints, read from trial.set_constraint; its models see a
+        # bounded set of trials (nas.search.gp_sampler: a fit is cubic in the trials, budget breakers included).
+        return BoundedGPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS["gp"])
     if settings.strategy == "evolution":
         return optuna.samplers.NSGAIISampler(
             population_size=settings.population_size,
