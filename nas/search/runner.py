@@ -386,7 +386,7 @@ def _optimize(
         # No n_trials: the callback stops the run when the study (all workers together) reaches the target.
         study.optimize(objective, catch=(CandidateFailed,), callbacks=[callbacks])
     finally:
-        callbacks.close()
+        callbacks.close(study)
 
 
 class _Callbacks:
@@ -396,6 +396,7 @@ class _Callbacks:
         self.storage, self.settings, self.extra = storage, settings, extra
         self.last_plot = self.last_write = self.last_recover = time.monotonic()
         self.bar = _progress_bar(settings, tally(study.get_trials(deepcopy=False)).evaluated) if progress else None
+        self.best = "best: none feasible yet"
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if time.monotonic() - self.last_write >= RESULTS_EVERY_S:
@@ -418,12 +419,17 @@ class _Callbacks:
         if plot:
             self.last_plot = self.last_write
         if self.bar is not None:
-            counts = tally(study.get_trials(deepcopy=False))
-            self.bar.update(counts.evaluated - self.bar.n)
-            self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {_best_so_far(front)}", refresh=True)
+            self.best = _best_so_far(front)
+            self._show(study)
 
-    def close(self) -> None:
+    def _show(self, study: optuna.Study) -> None:
+        counts = tally(study.get_trials(deepcopy=False))
+        self.bar.update(counts.evaluated - self.bar.n)
+        self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {self.best}", refresh=True)
+
+    def close(self, study: optuna.Study) -> None:
         if self.bar is not None:
+            self._show(study)  # the counts of the last trials (the files are rewritten after the run)
             self.bar.close()
 
 
