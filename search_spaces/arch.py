@@ -15,6 +15,7 @@ a module (``search_spaces.builder``) and from counting (``search_spaces.counts``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class ArchConfig:
         """``classification``, ``detection`` or ``segmentation``: the head's type."""
         return self.head.type
 
-    @property
+    @functools.cached_property  # the instance is frozen all the way down; a search asks thousands of times
     def arch_id(self) -> str:
         """Stable 10-hex-digit id: a hash of the canonical JSON content."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

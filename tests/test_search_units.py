@@ -10,6 +10,8 @@ import pytest
 
 from nas.search import Budgets, Measured, SearchError, SearchSettings, enqueue_archs, run_search
 from nas.search.budgets import check_reachable, feasible_archs, measure, spread_feasible_archs
+from nas.search.gp_sampler import BoundedGPSampler, model_trials
+from nas.search.records import best_trials
 from nas.search.results import settings_command
 from nas.search.study import make_pruner, make_sampler
 from nas.search.surrogate import hypervolume_gain
@@ -168,3 +170,65 @@ def test_hypervolume_gain_of_a_candidate_is_the_area_it_adds():
     front = np.array([[0.5, 2.0]])
     gains = hypervolume_gain(np.array([0.8, 0.4, 0.6]), np.array([1.0, 3.0, 3.0]), front, (0.0, 4.0))
     assert gains == pytest.approx([1.4, 0.0, 0.1])
+
+
+def test_the_reported_front_is_optunas_best_trials():
+    """records.best_trials (no deep copy of the study) picks what Optuna's study.best_trials picks: complete trials
+    within the constraints, none dominated; ties both kept; a better but infeasible trial and a running one ignored."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    points = [(0.5, 2.0, 0.0), (0.8, 3.0, 0.0), (0.8, 3.0, 0.0), (0.4, 2.5, 0.0), (0.9, 1.0, 0.5), (0.6, 2.0, -0.1)]
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for value, latency, violation in points:
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[value, latency],
+                params={"x": value},
+                distributions={"x": distribution},
+                system_attrs={"constraints:latency": violation},
+            )
+        )
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
+    picked = [t.number for t in best_trials(study)]
+    assert picked == sorted(t.number for t in study.best_trials) == [1, 2, 5]
+
+
+def _constrained_trial(number: int, violation: float) -> optuna.trial.FrozenTrial:
+    trial = optuna.trial.create_trial(
+        values=[float(number), 1.0 + number % 3],
+        params={"x": float(number % 7)},
+        distributions={"x": optuna.distributions.FloatDistribution(0.0, 10.0)},
+        system_attrs={"constraints:latency": violation},
+    )
+    trial.number = number
+    return trial
+
+
+def test_gp_models_see_every_feasible_trial_and_the_newest_budget_breakers():
+    trials = [_constrained_trial(n, 0.5 if n % 3 else -0.1) for n in range(12)]  # feasible: 0, 3, 6, 9
+    assert [t.number for t in model_trials(trials, bound=7)] == [0, 3, 6, 8, 9, 10, 11]
+    assert [t.number for t in model_trials(trials, bound=3)] == [3, 6, 9]
+    assert [t.number for t in model_trials(trials, bound=20)] == list(range(12))
+
+
+def test_the_bounded_gp_sampler_fits_on_its_bound_and_proposes():
+    """GPSampler's fitting step receives the bounded trials (an Optuna that renames that step fails here)."""
+    received = []
+
+    class Fitting(optuna.samplers.GPSampler):  # sits between BoundedGPSampler and GPSampler in the MRO
+        def _sample_relative_impl(self, study, completed_trials, running_trials, search_space):
+            received.append([t.number for t in completed_trials])
+            return super()._sample_relative_impl(study, completed_trials, running_trials, search_space)
+
+    class Bounded(BoundedGPSampler, Fitting):
+        pass
+
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=Bounded(seed=0, n_startup_trials=4, max_model_trials=8)
+    )
+    for n in range(20):
+        study.add_trial(_constrained_trial(n, 0.5 if n % 3 else -0.1))
+    x = study.ask().suggest_float("x", 0.0, 10.0)
+    assert 0.0 <= x <= 10.0
+    assert received == [[0, 3, 6, 9, 12, 15, 18, 19]]  # the 7 feasible, then the newest budget breaker
+    with pytest.raises(SearchError, match="max_model_trials >= n_startup_trials"):
+        BoundedGPSampler(seed=0, n_startup_trials=10, max_model_trials=5)

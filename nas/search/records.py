@@ -18,7 +18,16 @@ from nas.search.settings import SearchSettings
 from nas.task_metrics import STORED, task_metric
 from search_spaces import ArchConfig
 
-__all__ = ["CSV_COLUMNS", "ParetoPoint", "TrialRow", "csv_header", "pareto_front", "settings_command", "trial_rows"]
+__all__ = [
+    "CSV_COLUMNS",
+    "ParetoPoint",
+    "TrialRow",
+    "best_trials",
+    "csv_header",
+    "pareto_front",
+    "settings_command",
+    "trial_rows",
+]
 
 CSV_COLUMNS = (
     "number",
@@ -148,7 +157,7 @@ def _state(trial: FrozenTrial, retries: dict[int, int]) -> tuple[str, str]:
 def pareto_front(study: optuna.Study) -> list[ParetoPoint]:
     """The feasible, non-dominated trials, one per architecture, by latency."""
     points: dict[str, ParetoPoint] = {}
-    for trial in sorted(study.best_trials, key=lambda t: t.number):
+    for trial in best_trials(study):
         attrs = trial.user_attrs
         arch = ArchConfig.from_dict(attrs["arch"], source=f"trial {trial.number}")
         points.setdefault(
@@ -164,6 +173,30 @@ def pareto_front(study: optuna.Study) -> list[ParetoPoint]:
             ),
         )
     return sorted(points.values(), key=lambda p: (p.latency_ms, -p.value))
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """``study.best_trials`` by trial number, without its deep copy of every trial (result files are rewritten
+    every few seconds, and a zero-shot study holds thousands): the complete trials that meet every constraint (in
+    a study with constraints) and that no other such trial dominates."""
+    trials = study.get_trials(deepcopy=False)
+    constrained = any(t.constraints for t in trials)
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and not (constrained and any(v > 0 for v in t.constraints.values()))
+    ]
+    signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+    losses = {t.number: tuple(s * v for s, v in zip(signs, t.values)) for t in complete}
+    # In lexicographic order a dominating point comes before every point it dominates.
+    front: list[tuple[float, ...]] = []
+    on_front = set()
+    for trial in sorted(complete, key=lambda t: losses[t.number]):
+        loss = losses[trial.number]
+        if not any(all(a <= b for a, b in zip(f, loss)) and f != loss for f in front):
+            front.append(loss)
+            on_front.add(trial.number)
+    return [t for t in complete if t.number in on_front]
 
 
 def settings_command(settings: SearchSettings) -> str:

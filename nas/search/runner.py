@@ -24,12 +24,13 @@ from optuna.storages import BaseStorage
 from nas.datasets import Dataset
 from nas.dense_datasets import DenseDataset
 from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
-from nas.search.counting import Tally, holds_claim, may_go_on, proposals_exhausted, tally
+from nas.search.counting import POLL_S, Tally, holds_claim, may_go_on, proposals_exhausted, tally
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
 from nas.search.resume import enqueue_archs, fail_orphaned_fidelity_trials, recover_interrupted
 from nas.search.settings import SearchSettings
+from nas.search.sqlite_wal import settle
 from nas.search.study import (
     STARTUP_TRIALS,
     make_sampler,
@@ -47,9 +48,13 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_MAX_WAIT_S = 300.0  # how long a worker waits for other workers' trials on a journal file, then stops
 PLOT_EVERY_S = 20.0  # pareto.png is the slowest result file; redrawn at most this often (and at the end)
-# Free proposals (budget breakers, duplicates, screened) take milliseconds: rewriting every result file after each
-# would make a search of thousands of proposals quadratic. After an evaluation the files are always rewritten.
+# Free proposals (budget breakers, duplicates, screened) and zero-shot scores take milliseconds: rewriting every
+# result file (O(trials)) after each would make a search of thousands of proposals quadratic. A training takes
+# longer than this, so in multishot and hybrid mode the files still follow every evaluation.
 RESULTS_EVERY_S = 5.0
+# Looking for dead workers reads the study three times; a worker that proposes in milliseconds does it at most this
+# often (dead workers are found by heartbeat or process id, on a scale of seconds).
+RECOVER_EVERY_S = POLL_S / 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,46 +188,54 @@ def run_with_latency_fn(
     check_reachable(space, settings.budgets, latency_fn, dtype_bytes=dtype_bytes, seed=settings.seed)
     check_writable(settings.study_dir)  # before the first trial: a report that cannot be written would be lost
     context = ProposalContext(space, settings.budgets, latency_fn, dtype_bytes)
-    study, storage, fidelity = _open_studies(settings, context, task=space.task)
-    reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
-    _queue_known(study, space, settings, warm_start, reference)
-    evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
-    evaluator.prepare(study)
-    if settings.baseline and BASELINE_ATTR not in study.user_attrs:
-        _evaluate_baseline(study, settings, evaluator, latency_fn, dtype_bytes, parallelism_factor, space)
-    objective = Objective(
-        space=space,
-        budgets=settings.budgets,
-        latency_fn=latency_fn,
-        dtype_bytes=dtype_bytes,
-        evaluator=evaluator,
-        memory_objective=settings.memory_objective,
-        target=settings.trials,
-    )
-    extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor, "task": space.task}
-    _optimize(study, storage, objective, settings, extra, progress)
-    if fidelity is not None:  # a worker killed mid-training left its fidelity trial RUNNING
-        fail_orphaned_fidelity_trials(fidelity, study, storage)
-    front = write_results(study, settings, extra=extra)
-    result = SearchResult(study=study, pareto=front, results_dir=settings.study_dir, settings=settings, task=space.task)
-    _raise_if_exhausted(result)
-    return result
+    study, storages, fidelity = _open_studies(settings, context, task=space.task)
+    storage = storages[0]
+    try:
+        reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
+        _queue_known(study, space, settings, warm_start, reference)
+        evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
+        evaluator.prepare(study)
+        if settings.baseline and BASELINE_ATTR not in study.user_attrs:
+            _evaluate_baseline(study, settings, evaluator, latency_fn, dtype_bytes, parallelism_factor, space)
+        objective = Objective(
+            space=space,
+            budgets=settings.budgets,
+            latency_fn=latency_fn,
+            dtype_bytes=dtype_bytes,
+            evaluator=evaluator,
+            memory_objective=settings.memory_objective,
+            target=settings.trials,
+        )
+        extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor, "task": space.task}
+        _optimize(study, storage, objective, settings, extra, progress)
+        if fidelity is not None:  # a worker killed mid-training left its fidelity trial RUNNING
+            fail_orphaned_fidelity_trials(fidelity, study, storage)
+        front = write_results(study, settings, extra=extra)
+        result = SearchResult(
+            study=study, pareto=front, results_dir=settings.study_dir, settings=settings, task=space.task
+        )
+        _raise_if_exhausted(result)
+        return result
+    finally:
+        settle(*storages)  # study.db one self-contained file again (nas.search.sqlite_wal)
 
 
 def _open_studies(
     settings: SearchSettings, context: ProposalContext, *, task: str
-) -> tuple[optuna.Study, BaseStorage, optuna.Study | None]:
-    """The study (interrupted trials failed and queued for their retry) and, when training, its fidelity study."""
+) -> tuple[optuna.Study, tuple[BaseStorage, ...], optuna.Study | None]:
+    """The study (interrupted trials failed and queued for their retry), its storage (then the fidelity study's, when
+    that is another) and, when training, its fidelity study."""
     storage, where = make_storage(settings)
     study = open_study(settings, storage, optuna.samplers.RandomSampler(), task=task)
     logger.info("study %r in %s", settings.study, where)
     study.sampler = make_sampler(settings, sampler_seed(settings, len(study.trials)), context)
     recover_interrupted(study, storage)
     if not settings.trains:
-        return study, storage, None
-    fidelity = open_fidelity_study(settings, _plain_storage(settings, storage))
+        return study, (storage,), None
+    plain = _plain_storage(settings, storage)
+    fidelity = open_fidelity_study(settings, plain)
     fail_orphaned_fidelity_trials(fidelity, study, storage)
-    return study, storage, fidelity
+    return study, (storage,) if plain is storage else (storage, plain), fidelity
 
 
 def _queue_known(
@@ -343,7 +356,7 @@ def _raise_if_exhausted(result: SearchResult) -> None:
         )
 
 
-def go_on(study: optuna.Study, storage, settings: SearchSettings) -> bool:
+def go_on(study: optuna.Study, storage, settings: SearchSettings, recover: Callable[[], object] | None = None) -> bool:
     """Whether this worker starts another trial (:func:`nas.search.counting.may_go_on`), unless proposals ran away.
 
     Optuna runs queued trials oldest first, so a retry may come after
@@ -355,7 +368,7 @@ def go_on(study: optuna.Study, storage, settings: SearchSettings) -> bool:
     return may_go_on(
         study,
         target=settings.trials,
-        recover=lambda: recover_interrupted(study, storage),
+        recover=recover or (lambda: recover_interrupted(study, storage)),
         # A journal file has no heartbeat: a worker lost on another machine leaves its trial RUNNING for good.
         max_wait_s=None if isinstance(storage, optuna.storages.RDBStorage) else JOURNAL_MAX_WAIT_S,
     )
@@ -373,7 +386,7 @@ def _optimize(
         # No n_trials: the callback stops the run when the study (all workers together) reaches the target.
         study.optimize(objective, catch=(CandidateFailed,), callbacks=[callbacks])
     finally:
-        callbacks.close()
+        callbacks.close(study)
 
 
 class _Callbacks:
@@ -381,14 +394,22 @@ class _Callbacks:
 
     def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
         self.storage, self.settings, self.extra = storage, settings, extra
-        self.last_plot = self.last_write = time.monotonic()
+        self.last_plot = self.last_write = self.last_recover = time.monotonic()
         self.bar = _progress_bar(settings, tally(study.get_trials(deepcopy=False)).evaluated) if progress else None
+        self.best = "best: none feasible yet"
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if holds_claim(trial) or time.monotonic() - self.last_write >= RESULTS_EVERY_S:
+        if time.monotonic() - self.last_write >= RESULTS_EVERY_S:
             self._write(study)
-        if not go_on(study, self.storage, self.settings):
+        elif self.bar is not None and holds_claim(trial):
+            self.bar.update(1)
+        if not go_on(study, self.storage, self.settings, recover=lambda: self._recover(study)):
             study.stop()
+
+    def _recover(self, study: optuna.Study) -> None:
+        if time.monotonic() - self.last_recover >= RECOVER_EVERY_S:
+            recover_interrupted(study, self.storage)
+            self.last_recover = time.monotonic()
 
     def _write(self, study: optuna.Study) -> None:
         now = time.monotonic()
@@ -398,12 +419,17 @@ class _Callbacks:
         if plot:
             self.last_plot = self.last_write
         if self.bar is not None:
-            counts = tally(study.get_trials(deepcopy=False))
-            self.bar.update(counts.evaluated - self.bar.n)
-            self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {_best_so_far(front)}", refresh=True)
+            self.best = _best_so_far(front)
+            self._show(study)
 
-    def close(self) -> None:
+    def _show(self, study: optuna.Study) -> None:
+        counts = tally(study.get_trials(deepcopy=False))
+        self.bar.update(counts.evaluated - self.bar.n)
+        self.bar.set_postfix_str(f"{_counts_so_far(counts)}; {self.best}", refresh=True)
+
+    def close(self, study: optuna.Study) -> None:
         if self.bar is not None:
+            self._show(study)  # the counts of the last trials (the files are rewritten after the run)
             self.bar.close()
 
 

@@ -33,8 +33,10 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.exc import SQLAlchemyError
 
 from nas.search.budgets import SearchError
+from nas.search.gp_sampler import BoundedGPSampler
 from nas.search.resume import retry_interrupted
 from nas.search.settings import SearchSettings, defining_settings
+from nas.search.sqlite_wal import write_ahead
 from nas.search.storage_url import is_rdb_url, mask_secrets, mask_url, resolve_rdb_url
 from nas.search.surrogate import ProposalContext, SurrogateSampler
 from nas.task_metrics import first_objective_column
@@ -103,10 +105,14 @@ def _open_rdb(url: str, attempts: int = 4, **heartbeat) -> RDBStorage:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat arguments
         for attempt in range(1, attempts):
             try:
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                break
             except SQLAlchemyError:
                 time.sleep(0.25 * attempt)
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        else:
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+    write_ahead(storage)  # an SQLite file commits to its write-ahead log until the run settles it
+    return storage
 
 
 def _journal_storage(path: Path) -> JournalStorage:
@@ -217,8 +223,9 @@ def make_sampler(
             raise SearchError("strategy 'surrogate' needs the search space and latency estimator (a ProposalContext)")
         return SurrogateSampler(context, seed=seed)
     if settings.strategy == "gp":
-        # Multi-objective (log EHVI) with the budgets' constraints, read from trial.set_constraint.
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS["gp"])
+        # Multi-objective (log EHVI) with the budgets' constraints, read from trial.set_constraint; its models see a
+        # bounded set of trials (nas.search.gp_sampler: a fit is cubic in the trials, budget breakers included).
+        return BoundedGPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS["gp"])
     if settings.strategy == "evolution":
         return optuna.samplers.NSGAIISampler(
             population_size=settings.population_size,
