@@ -1,8 +1,35 @@
+"""Fixtures every test module may use, and the set-up of parallel runs.
+
+``make test`` runs the suite with pytest-xdist, one worker per core and ``--dist loadgroup``: a test runs on
+whichever worker is free, except that the tests of one ``xdist_group`` run on one worker, which then builds their
+shared fixtures once. The groups: ``tvm-tuning`` (every test that tunes in its own process: MetaSchedule's start-up,
+importing TVM's tensor intrinsics, costs tens of seconds once per process), and modules whose module fixtures take
+long to build (``insights``, ...). A plain ``pytest`` runs everything in one process, as before.
+"""
+
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
 from search_spaces import SHIPPED_SPACES, shipped_space_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n <cores>``) workers share the cores: each worker, and every process
+    it starts, gets its share of threads (torch, OpenMP, TVM), so that N workers do not run N x cores threads."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // int(workerinput["workercount"]))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))  # read by the processes that tests start, and by TVM's pool
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(params=SHIPPED_SPACES)
@@ -11,13 +38,21 @@ def shipped_space_file(request: pytest.FixtureRequest):
     return shipped_space_path(request.param)
 
 
+def run_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """``name`` in the folder that every xdist worker of this run shares (the run's base temporary folder; in a
+    plain run, the session's own), for what the workers build once and then only read."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
 @pytest.fixture(scope="session")
 def sim_npu_p32_estimators(tmp_path_factory: pytest.TempPathFactory):
     """A folder of estimators (``$EDGENAS_ESTIMATORS``) holding a sim-npu-p32 estimator built as a user's first
-    search builds it, dense kinds included (seconds to a minute; once per session)."""
+    search builds it, dense kinds included (seconds to a minute; once per run: the first worker that needs it
+    builds it under obtain_estimator's lock, the others wait and load it)."""
     from latency_estimator import obtain_estimator
 
-    folder = tmp_path_factory.mktemp("estimators")
+    folder = run_shared_dir(tmp_path_factory, "estimators")
     obtain_estimator("sim-npu-p32", directory=folder / "sim-npu-p32")
     return folder
 
@@ -25,11 +60,12 @@ def sim_npu_p32_estimators(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def small_sim_estimators(tmp_path_factory: pytest.TempPathFactory):
     """A folder of estimators (``$EDGENAS_ESTIMATORS``) holding a small sim-npu-p32 estimator (150 samples: seconds
-    to build, once per session), enough for searches that only need the latency to be the device's."""
-    from latency_estimator import build_estimator
+    to build, once per run as :func:`sim_npu_p32_estimators`), enough for searches that only need the latency to be
+    the device's."""
+    from latency_estimator import obtain_estimator
 
-    folder = tmp_path_factory.mktemp("small-estimators")
-    build_estimator("sim-npu-p32", samples=150, directory=folder / "sim-npu-p32")
+    folder = run_shared_dir(tmp_path_factory, "small-estimators")
+    obtain_estimator("sim-npu-p32", directory=folder / "sim-npu-p32", samples=150)
     return folder
 
 
