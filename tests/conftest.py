@@ -1,10 +1,8 @@
 """Fixtures every test module may use, and the set-up of parallel runs.
 
 ``make test`` runs the suite with pytest-xdist, one worker per core and ``--dist loadgroup``: a test runs on
-whichever worker is free, except that the tests of one ``xdist_group`` run on one worker, which then builds their
-shared fixtures once. The groups: ``tvm-tuning`` (every test that tunes in its own process: MetaSchedule's start-up,
-importing TVM's tensor intrinsics, costs tens of seconds once per process), and modules whose module fixtures take
-long to build (``insights``, ...). A plain ``pytest`` runs everything in one process, as before.
+whichever worker is free, except that the tests of one group in :data:`WORKER_GROUPS` run on one worker, which
+then builds their shared fixtures once. A plain ``pytest`` runs everything in one process, as before.
 """
 
 from __future__ import annotations
@@ -15,6 +13,41 @@ from pathlib import Path
 import pytest
 
 from search_spaces import SHIPPED_SPACES, shipped_space_path
+
+# (node id prefix, group): the first prefix that matches names the test's group. ``tvm-tuning``: every test that
+# tunes in its own process (MetaSchedule's start-up, importing TVM's tensor intrinsics, costs 30-70 s once per
+# process); the others: modules whose module fixtures take long to build. xdist's own ``xdist_group`` marks would
+# say this beside the tests, but pytest-xdist 3.8 marks the node ids in a way pytest 9 ignores.
+WORKER_GROUPS = (
+    ("tests/test_deploy_cli.py::test_default_deploy_tunes_within_its_budget", "tvm-tuning"),
+    ("tests/test_deploy_compile.py::", "tvm-tuning"),
+    ("tests/test_deploy_rpc.py::", "tvm-tuning"),
+    ("tests/test_deploy_tuning.py::", "tvm-tuning"),
+    ("tests/test_deploy_cli.py::", "deploy-cli"),
+    ("tests/test_deploy_dense.py::", "deploy-dense"),
+    ("tests/test_dense_insights.py::", "dense-insights"),
+    ("tests/test_insights.py::", "insights"),
+)
+
+
+def worker_group(nodeid: str) -> str:
+    """The unit of work of a test under ``--dist loadgroup``: its group, else the test alone."""
+    return next((group for prefix, group in WORKER_GROUPS if nodeid.startswith(prefix)), nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` with the groups of :data:`WORKER_GROUPS` (largest groups first, then single tests in
+    collection order, each to the first free worker)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkerGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return WorkerGroupScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:

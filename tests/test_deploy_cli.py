@@ -281,7 +281,6 @@ def test_a_fake_onnx_file_is_one_error_naming_it(tmp_path, content):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tvm-tuning")  # one worker pays MetaSchedule's start-up (tests/conftest.py)
 def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(files, tmp_path, capsys):
     import os
 

@@ -18,7 +18,6 @@ from deploy.session import ort_session
 from search_spaces import ArchConfig, build_model
 from tests.tiny_arch import TINY
 
-pytestmark = pytest.mark.xdist_group("tvm-tuning")  # one worker pays MetaSchedule's start-up (tests/conftest.py)
 INPUT_SHAPE = (1, 1, 16, 16)
 EM_AARCH64 = 183  # ELF e_machine of AArch64
 needs_aarch64_gcc = pytest.mark.skipif(

@@ -13,7 +13,6 @@ from nas.cli.main import main
 from search_spaces import ArchConfig, build_model
 from tests.tiny_arch import ONE_BLOCK
 
-pytestmark = pytest.mark.xdist_group("tvm-tuning")  # one worker pays MetaSchedule's start-up (tests/conftest.py)
 INPUT_SHAPE = (1, 1, 16, 16)
 
 

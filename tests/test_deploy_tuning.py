@@ -20,7 +20,6 @@ from deploy.session import ort_session  # noqa: E402
 from deploy.tuning_db import BUDGET_FILE  # noqa: E402
 from deploy.tuning_schedule import MIN_TRIALS_PER_TASK, task_trials  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("tvm-tuning")  # one worker pays MetaSchedule's start-up (tests/conftest.py)
 SHAPE = (1, 3, 12, 12)
 
 

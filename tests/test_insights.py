@@ -29,7 +29,6 @@ from nas.insights.findings import fusion_class
 from search_spaces import load_space, shipped_space_path
 from search_spaces.errors import EdgeNasError
 
-pytestmark = pytest.mark.xdist_group("insights")  # one worker builds the study of `results`
 DEVICE = "sim-npu-p32"
 COMBINED = str(shipped_space_path("combined"))
 
