@@ -37,7 +37,7 @@ demo: setup
 	$(PY) -m nas.demo
 
 test: setup
-	$(PYTEST)
+	$(PYTEST) --durations=20
 
 test-fast: setup
 	$(PYTEST) -m "not slow"
