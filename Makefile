@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # Debian packages: Fashion-MNIST (IDX files) and the aarch64 cross compiler.
 APT_PACKAGES := dataset-fashion-mnist gcc-aarch64-linux-gnu
 APT_STAMP := $(VENV)/.apt-installed
+# The suite runs in one pytest-xdist worker per core (at most 4); --dist loadgroup keeps the tests of one
+# xdist_group (those that share an expensive fixture or TVM's start-up) on one worker.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: setup demo test test-fast lint format clean
 
@@ -33,10 +37,10 @@ demo: setup
 	$(PY) -m nas.demo
 
 test: setup
-	$(PY) -m pytest
+	$(PYTEST) --durations=20
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

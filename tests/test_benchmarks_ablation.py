@@ -76,6 +76,13 @@ def _run(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+def _with_estimator(tmp_path: Path, estimators: Path) -> None:
+    """Give the work folder under ``tmp_path`` the sim-npu-p32 estimator that the script would build on its first run
+    (obtain_estimator's, from :func:`sim_npu_p32_estimators`): the run's one build, not one more per script."""
+    (tmp_path / "work" / "estimators").mkdir(parents=True)
+    (tmp_path / "work" / "estimators" / "sim-npu-p32").symlink_to(estimators / "sim-npu-p32")
+
+
 def _trials(path: Path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
@@ -83,7 +90,8 @@ def _trials(path: Path) -> list[dict[str, str]]:
 
 @needs_fashion_mnist
 @pytest.mark.slow
-def test_ablation_quick_writes_the_report_and_resumes(tmp_path: Path) -> None:
+def test_ablation_quick_writes_the_report_and_resumes(tmp_path: Path, sim_npu_p32_estimators: Path) -> None:
+    _with_estimator(tmp_path, sim_npu_p32_estimators)
     first = _run("ablation.py", tmp_path, "--device", "sim-npu-p32")
     assert first.returncode == 0, first.stderr[-3000:]
     results = tmp_path / "results"
@@ -129,7 +137,8 @@ def _check_ceiling_section(report: str) -> None:
 
 @needs_fashion_mnist
 @pytest.mark.slow
-def test_memory_budget_reports_an_unreachable_budget(tmp_path: Path) -> None:
+def test_memory_budget_reports_an_unreachable_budget(tmp_path: Path, sim_npu_p32_estimators: Path) -> None:
+    _with_estimator(tmp_path, sim_npu_p32_estimators)
     # combined.yaml at P=32: every channel count is a multiple of 32, and the 32x32 first stage alone holds more
     # than 55 % of the baseline's (16-channel) peak activation memory (memory.yaml, the default, can go lower).
     result = _run("memory_budget.py", tmp_path, "--device", "sim-npu-p32", "--space", "combined")
