@@ -13,6 +13,7 @@ shared, loaded core does not count the time the process waited (caches still suf
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
 import time
@@ -50,6 +51,20 @@ def kernel_calls(vm, x) -> list:
     return calls
 
 
+def instruction_counts(executable) -> collections.Counter:
+    """How many of each VM instruction a bytecode ``main`` runs (a kernel call counts as ``kernel``)."""
+    text = executable.as_text()
+    body = text[text.index("@main") :].split("\n\n")[0].splitlines()[1:]
+    counts: collections.Counter = collections.Counter()
+    for line in body:
+        words = line.split()
+        if words and words[0] == "call":
+            counts[words[1] if words[1].startswith("vm.") else "kernel"] += 1
+        elif words:
+            counts[words[0]] += 1
+    return counts
+
+
 def main() -> int:
     import tvm
     from tvm import relax
@@ -80,6 +95,9 @@ def main() -> int:
     reference = session.run(None, feed)[0]
     parity = {name: float(np.abs(vm["main"](x).numpy() - reference).max()) for name, vm in vms.items()}
     kernels = kernel_calls(relax.VirtualMachine(builds["bytecode"].module, dev), x)
+    counts = {"bytecode build": instruction_counts(builds["bytecode"].module)}
+    if args.before is not None:
+        counts["before"] = instruction_counts(before.module)
     evaluators = {name: vm.time_evaluator("main", dev, number=RUNS, repeat=1) for name, vm in vms.items()}
 
     def replay() -> None:
@@ -99,12 +117,19 @@ def main() -> int:
             samples[name].append(cpu_ms(lambda e=evaluator: e(x), RUNS))
         samples["kernels replayed"].append(cpu_ms(replay, RUNS))
     load = max(load, os.getloadavg()[0])
-    write_report(args, samples, parity, len(kernels), load)
+    write_report(args, samples, parity, len(kernels), load, counts)
     print(args.out)
     return 0
 
 
-def write_report(args, samples: dict[str, list[float]], parity: dict[str, float], kernels: int, load: float) -> None:
+def write_report(
+    args,
+    samples: dict[str, list[float]],
+    parity: dict[str, float],
+    kernels: int,
+    load: float,
+    counts: dict[str, collections.Counter],
+) -> None:
     medians = {name: float(np.median(values)) for name, values in samples.items()}
     ort, replay = medians["ONNX Runtime"], medians["kernels replayed"]
     lines = [
@@ -127,6 +152,10 @@ def write_report(args, samples: dict[str, list[float]], parity: dict[str, float]
         share = "" if not overhead else f"{(ms - replay) / ms * 100:.1f} %"
         diff = f"{parity[name]:.1e}" if name in parity else ""
         lines.append(f"| {name} | {ms:.4f} | {ms / ort:.3f} | {overhead} | {share} | {diff} |")
+    lines += ["", "VM instructions one call of the bytecode `main` runs:", ""]
+    for name, count in counts.items():
+        detail = ", ".join(f"{op} {n}" for op, n in count.most_common())
+        lines.append(f"- {name}: {sum(count.values())} ({detail})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 
