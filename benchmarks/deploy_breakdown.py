@@ -54,6 +54,11 @@ def tvm_calls(library: Path, shape: tuple[int, ...], runs: int) -> list[tuple[st
 
     vm.set_instrument(instrument)
     vm["main"](x)
+    if not calls:
+        raise SystemExit(
+            f"{library}: the VM's instrument hook saw no call: main was compiled to native code; build the library "
+            'with compile_onnx(..., exec_mode="bytecode") to time its kernels one by one'
+        )
     sequence = [name for name, _ in calls]
     samples = np.zeros((runs, len(sequence)))
     for run in range(runs):

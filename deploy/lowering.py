@@ -14,6 +14,11 @@ kernel (``SplitLayoutRewritePreproc``) and folds it into the weight constants
 (``FoldConstant``): the packed weights are computed once, when the library is
 built, and the kernels read them directly. This is what TVM's
 ``static_shape_tuning`` pipeline does with ``cpu_weight_prepack=True``.
+Folding leaves every packed kernel a dead binding behind, the tuple of its
+packed constants and its two items, which the VM would build and drop at each
+call (4 bytecode instructions per kernel, 164 of the baseline's 306, ~4 % of a
+0.6 ms call): ``DeadCodeElimination`` removes them, and the layout-rewrite
+functions that folding has run.
 """
 
 from __future__ import annotations
@@ -53,14 +58,20 @@ def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any
 
 
 def finish_prepack(mod: Any, target: Any) -> Any:
-    """Split the weight layout rewrites of tuned kernels out of them and fold them into the constants."""
+    """Split the weight layout rewrites of tuned kernels out of them, fold them into the constants, and drop
+    the dead bindings that folding leaves (see the module docstring)."""
     import tvm
     from tvm import relax
 
     with tvm.target.Target(target):
-        return tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()])(
-            mod
-        )
+        return tvm.transform.Sequential(
+            [
+                relax.transform.SplitLayoutRewritePreproc(),
+                relax.transform.FoldConstant(),
+                relax.transform.CanonicalizeBindings(),
+                relax.transform.DeadCodeElimination(),
+            ]
+        )(mod)
 
 
 def load_onnx(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:

@@ -312,3 +312,30 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
     assert (
         second["measured_candidates"] == 0 and second["tuned_tasks"] == 0 and second["reused_tasks"] == first["tasks"]
     )
+
+
+@pytest.mark.slow
+def test_tuned_deploy_ships_a_compiled_vm_without_dead_bindings_that_matches_onnxruntime(files, tmp_path, capsys):
+    from deploy import compile_onnx
+    from deploy.runtime import Predictor
+
+    database, out = tmp_path / "db", tmp_path / "tuned"
+    args = ["deploy", "--arch", str(files / "one-block.yaml"), "--weights", str(files / "one-block.pt"), "--no-measure"]
+    assert run_cli([*args, "--tune-trials", "6", "--tuning-db", str(database), "--out", str(out)], capsys)[0] == 0
+    artifact = load_artifact(out)
+    assert all(diff <= 1e-4 for diff in artifact.manifest.parity_max_abs_diff.values())
+    assert "tvm-vs-onnxruntime/real" in artifact.manifest.parity_max_abs_diff
+    # The library loaded from the artifact folder gives ONNX Runtime's outputs.
+    batch = np.random.default_rng(0).standard_normal((3, *artifact.manifest.preprocessing.input_shape[1:]))
+    batch = batch.astype(np.float32)
+    tvm_logits = Predictor(artifact, runtime="tvm").logits(batch)
+    np.testing.assert_allclose(tvm_logits, Predictor(artifact, runtime="ort").logits(batch), atol=1e-4)
+    # What deploy built: main as native code, prepacked kernels, and none of the constant tuples that folding the
+    # packed weights leaves behind (the VM would build and drop one per kernel at every call).
+    shipped = compile_onnx(artifact.onnx_path, target="x86_64", tuning_db=database)
+    bytecode = compile_onnx(artifact.onnx_path, target="x86_64", tuning_db=database, exec_mode="bytecode")
+    assert "vm_tir_func" in shipped.module.as_text() and "vm_tir_func" not in bytecode.module.as_text()
+    for compiled in (shipped, bytecode):
+        assert "_prepacked" in compiled.program_text() and "vm.builtin.make_tuple" not in compiled.program_text()
+    np.testing.assert_allclose(shipped.run(batch), bytecode.run(batch), atol=1e-6)
+    np.testing.assert_allclose(shipped.run(batch), tvm_logits, atol=1e-6)

@@ -55,7 +55,7 @@ def test_prepacked_build_gives_the_outputs_of_an_unpacked_one(two_convs, tmp_pat
     packed = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "packed")
     plain = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "plain", prepack=False)
     # The tuned kernels read weights whose layout was rewritten (and folded at build time) ...
-    assert "_prepacked" in packed.module.as_text() and "_prepacked" not in plain.module.as_text()
+    assert "_prepacked" in packed.program_text() and "_prepacked" not in plain.program_text()
     # ... and compute the same thing.
     np.testing.assert_allclose(packed.run(batch), plain.run(batch), atol=1e-5)
     np.testing.assert_allclose(packed.run(batch), reference(two_convs, batch), atol=1e-4)
