@@ -14,14 +14,12 @@ import pytest
 
 from search_spaces import SHIPPED_SPACES, shipped_space_path
 
-# (node id prefix, group): the first prefix that matches names the test's group. ``tvm-tuning``: every test that
-# tunes in its own process (MetaSchedule's start-up, importing TVM's tensor intrinsics, costs 30-70 s once per
-# process); the others: modules whose module fixtures take long to build. xdist's own ``xdist_group`` marks would
+# (node id prefix, group): the first prefix that matches names the test's group. ``tvm-tuning``: the tests that
+# check a tuning time budget, so that no other tuning run shares their minutes; the others: modules whose module
+# fixtures take long to build. xdist's own ``xdist_group`` marks would
 # say this beside the tests, but pytest-xdist 3.8 marks the node ids in a way pytest 9 ignores.
 WORKER_GROUPS = (
     ("tests/test_deploy_cli.py::test_default_deploy_tunes_within_its_budget", "tvm-tuning"),
-    ("tests/test_deploy_compile.py::", "tvm-tuning"),
-    ("tests/test_deploy_rpc.py::", "tvm-tuning"),
     ("tests/test_deploy_tuning.py::", "tvm-tuning"),
     ("tests/test_deploy_cli.py::", "deploy-cli"),
     ("tests/test_deploy_dense.py::", "deploy-dense"),
