@@ -15,8 +15,9 @@ The rooms, in the order a build runs through them: ``networks`` and ``coverage``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from search_spaces.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
     from latency_estimator.build import build_estimator, obtain_estimator, train_from_dataset
@@ -77,16 +78,4 @@ _EXPORTS = {
     "latency_estimator.profiling": ("profile_device",),
     "latency_estimator.subgraph": ("Subgraph", "decompose_arch"),
 }
-_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCE[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

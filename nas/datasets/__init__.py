@@ -25,8 +25,9 @@ The modules, leaves first:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from search_spaces.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
     from nas.datasets.base import Dataset, DatasetError, Split
@@ -58,16 +59,4 @@ _EXPORTS = {
     "nas.datasets.names": ("DATASETS", "DENSE_DATASETS"),
     "nas.datasets.sources": ("IMAGE_SUFFIXES",),
 }
-_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_SOURCE[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
