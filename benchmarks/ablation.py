@@ -66,7 +66,7 @@ from benchmarks._final_training import (
     estimator as _estimator,
 )
 from latency_estimator import get_device  # noqa: E402
-from nas.search import ProposalsExhausted, SearchResult, TrialRow, run_search, trial_rows  # noqa: E402
+from nas.search import ProposalsExhausted, SearchResult, TrialRow, run_search, trained_archs, trial_rows  # noqa: E402
 from nas.search.results import BASELINE_ATTR  # noqa: E402
 from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
 
@@ -170,15 +170,7 @@ def _add_seconds(path: Path, variant: str, seconds: float) -> None:
 
 
 def trained(result: SearchResult) -> list[tuple[TrialRow, ArchConfig]]:
-    """Fully trained candidates (no pruned, screened or duplicate ones) with their architectures."""
-    archs = {t.number: t.user_attrs.get("arch") for t in result.study.get_trials(deepcopy=False)}
-    seen: set[str] = set()
-    out = []
-    for row in trial_rows(result.study):
-        if row.state == "COMPLETE" and row.val_accuracy is not None and row.arch_id not in seen:
-            seen.add(row.arch_id)
-            out.append((row, ArchConfig.from_dict(archs[row.number], source=f"trial {row.number}")))
-    return out
+    return trained_archs(result.study)
 
 
 def select(

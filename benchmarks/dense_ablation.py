@@ -50,7 +50,7 @@ from nas.search import (  # noqa: E402
     SearchResult,
     pareto_front,
     run_search,
-    trial_rows,
+    trained_archs,
 )
 from nas.search.results import BASELINE_ATTR  # noqa: E402
 from nas.task_metrics import task_metric  # noqa: E402
@@ -235,15 +235,10 @@ def _add_seconds(path: Path, study: str, seconds: float) -> None:
 
 def trained(result: SearchResult) -> list[Candidate]:
     """Fully trained candidates, one per architecture."""
-    archs = {t.number: t.user_attrs.get("arch") for t in result.study.get_trials(deepcopy=False)}
-    seen: set[str] = set()
-    out = []
-    for row in trial_rows(result.study):
-        if row.state == "COMPLETE" and row.val_accuracy is not None and row.arch_id not in seen:
-            seen.add(row.arch_id)
-            arch = ArchConfig.from_dict(archs[row.number], source=f"trial {row.number}")
-            out.append(Candidate(row.number, arch, row.val_accuracy, row.test_accuracy, row.latency_ms))
-    return out
+    return [
+        Candidate(row.number, arch, row.val_accuracy, row.test_accuracy, row.latency_ms)
+        for row, arch in trained_archs(result.study)
+    ]
 
 
 def pareto_candidates(result: SearchResult) -> list[Candidate]:

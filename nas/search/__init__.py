@@ -25,7 +25,7 @@ from search_spaces.lazy_exports import lazy_exports
 if TYPE_CHECKING:  # for static tools; at run time a name's module is imported on first use (__getattr__)
     from nas.search.budgets import Budgets, Measured, SearchError, Violation
     from nas.search.modes import Evaluator
-    from nas.search.records import ParetoPoint, TrialRow, pareto_front, trial_rows
+    from nas.search.records import ParetoPoint, TrialRow, pareto_front, trained_archs, trial_rows
     from nas.search.results import write_results
     from nas.search.resume import enqueue_archs
     from nas.search.runner import ProposalsExhausted, SearchResult, run_search, run_with_latency_fn
@@ -49,6 +49,7 @@ __all__ = [
     "pareto_front",
     "run_search",
     "run_with_latency_fn",
+    "trained_archs",
     "trial_rows",
     "write_results",
 ]
@@ -57,7 +58,7 @@ __all__ = [
 _EXPORTS = {
     "nas.search.budgets": ("Budgets", "Measured", "SearchError", "Violation"),
     "nas.search.modes": ("Evaluator",),
-    "nas.search.records": ("ParetoPoint", "TrialRow", "pareto_front", "trial_rows"),
+    "nas.search.records": ("ParetoPoint", "TrialRow", "pareto_front", "trained_archs", "trial_rows"),
     "nas.search.results": ("write_results",),
     "nas.search.resume": ("enqueue_archs",),
     "nas.search.runner": ("ProposalsExhausted", "SearchResult", "run_search", "run_with_latency_fn"),

@@ -117,6 +117,18 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     return [_row(t, retries) for t in trials if t.number not in queued]
 
 
+def trained_archs(study: optuna.Study) -> list[tuple[TrialRow, ArchConfig]]:
+    """The fully trained trials (no pruned, screened or duplicate ones), one per architecture, with it."""
+    archs = {t.number: t.user_attrs.get("arch") for t in study.get_trials(deepcopy=False)}
+    seen: set[str] = set()
+    out = []
+    for row in trial_rows(study):
+        if row.state == "COMPLETE" and row.val_accuracy is not None and row.arch_id not in seen:
+            seen.add(row.arch_id)
+            out.append((row, ArchConfig.from_dict(archs[row.number], source=f"trial {row.number}")))
+    return out
+
+
 def _row(trial: FrozenTrial, retries: dict[int, int]) -> TrialRow:
     attrs = trial.user_attrs
     state, reason = _state(trial, retries)
