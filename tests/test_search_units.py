@@ -192,10 +192,10 @@ def test_the_reported_front_is_optunas_best_trials():
     assert picked == sorted(t.number for t in study.best_trials) == [1, 2, 5]
 
 
-def _constrained_trial(number: int, violation: float) -> optuna.trial.FrozenTrial:
+def _constrained_trial(number: int, violation: float, x: float | None = None) -> optuna.trial.FrozenTrial:
     trial = optuna.trial.create_trial(
         values=[float(number), 1.0 + number % 3],
-        params={"x": float(number % 7)},
+        params={"x": number / 4 if x is None else x},
         distributions={"x": optuna.distributions.FloatDistribution(0.0, 10.0)},
         system_attrs={"constraints:latency": violation},
     )
@@ -203,11 +203,31 @@ def _constrained_trial(number: int, violation: float) -> optuna.trial.FrozenTria
     return trial
 
 
-def test_gp_models_see_every_feasible_trial_and_the_newest_budget_breakers():
+def test_gp_models_see_every_feasible_trial_and_budget_breakers_from_the_whole_history():
     trials = [_constrained_trial(n, 0.5 if n % 3 else -0.1) for n in range(12)]  # feasible: 0, 3, 6, 9
-    assert [t.number for t in model_trials(trials, bound=7)] == [0, 3, 6, 8, 9, 10, 11]
+    # room for 3 of the 8 breakers (1, 2, 4, 5, 7, 8, 10, 11): the first, one from the middle and the newest, so the
+    # models still know the regions ruled out early
+    assert [t.number for t in model_trials(trials, bound=7)] == [0, 1, 3, 6, 7, 9, 11]
     assert [t.number for t in model_trials(trials, bound=3)] == [3, 6, 9]
     assert [t.number for t in model_trials(trials, bound=20)] == list(range(12))
+
+
+def test_gp_models_skip_duplicates_and_keep_a_quarter_of_the_bound_for_budget_breakers():
+    feasible = [_constrained_trial(n, -0.1) for n in range(10)]
+    repeats = [_constrained_trial(n, -0.1, x=0.0) for n in range(10, 30)]  # proposals of trial 0's point again
+    breakers = [_constrained_trial(n, 0.5) for n in range(30, 34)]
+    assert [t.number for t in model_trials(feasible + repeats + breakers, bound=8)] == [4, 5, 6, 7, 8, 9, 30, 33]
+
+
+def test_the_gp_sampler_proposes_a_random_point_where_its_models_pick_one_the_study_holds():
+    choice = optuna.distributions.CategoricalDistribution(["ibn", "fused_ibn"])
+    sampler = BoundedGPSampler(seed=0, n_startup_trials=2)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for n, block in enumerate(["ibn", "fused_ibn", "ibn"]):
+        study.add_trial(optuna.trial.create_trial(values=[float(n), 1.0], params={"block": block},
+                                                  distributions={"block": choice}))  # fmt: skip
+    held = study.get_trials(deepcopy=False)
+    assert sampler._sample_relative_impl(study, held, [], {"block": choice}) == {}  # {}: Optuna samples at random
 
 
 def test_the_bounded_gp_sampler_fits_on_its_bound_and_proposes():
@@ -229,6 +249,7 @@ def test_the_bounded_gp_sampler_fits_on_its_bound_and_proposes():
         study.add_trial(_constrained_trial(n, 0.5 if n % 3 else -0.1))
     x = study.ask().suggest_float("x", 0.0, 10.0)
     assert 0.0 <= x <= 10.0
-    assert received == [[0, 3, 6, 9, 12, 15, 18, 19]]  # the 7 feasible, then the newest budget breaker
+    # a quarter of the bound for the budget breakers (the first and the newest), the 6 newest of the 7 feasible
+    assert received == [[1, 3, 6, 9, 12, 15, 18, 19]]
     with pytest.raises(SearchError, match="max_model_trials >= n_startup_trials"):
         BoundedGPSampler(seed=0, n_startup_trials=10, max_model_trials=5)
