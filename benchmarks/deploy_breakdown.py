@@ -1,12 +1,14 @@
 """Per-kernel breakdown: each fused TVM function of a built library against ONNX Runtime's node for it.
 
     python benchmarks/deploy_breakdown.py LIBRARY.so MODEL.onnx [--out results/deploy-x86_64-breakdown.md]
+        [--against OTHER.so --against-label "NCHW"]
 
 The library is one that ``benchmarks/deploy.py`` built (batch 1, x86_64, one thread). TVM's calls are
 timed one by one through the Relax VM's instrument hook, ONNX Runtime's nodes with its profiler (both
 single-threaded, averaged over many runs, back to back in one process). Convolutions are matched by
 their order in the graph (both run the graph in order); the table says which kernels are still slower
-than ONNX Runtime's and by how much: the next step for the tuning.
+than ONNX Runtime's and by how much: the next step for the tuning. ``--against`` times a second library
+of the same model (a lever turned off, say) in the same run and adds its sums by kind of convolution.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import collections
 import json
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -112,19 +115,24 @@ def main() -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("--out", type=Path, default=Path("results") / "deploy-x86_64-breakdown.md")
     parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--against", type=Path, default=None, help="a second library of MODEL, timed in the same run")
+    parser.add_argument("--against-label", default="other", help="what the second library is (for the table)")
     args = parser.parse_args()
     proto = onnx.load(str(args.model))
     shape = batch1_shape(proto)
     tvm = tvm_calls(args.library, shape, args.runs)
     ort = ort_nodes(args.model, shape, args.runs)
+    other = tvm_calls(args.against, shape, args.runs) if args.against else None
     load = os.getloadavg()[0]
     tvm_convs = [(name, ms) for name, ms in tvm if "conv2d" in name]
     ort_convs = [(name, ms) for op, name, ms in ort if op in ("Conv", "FusedConv")]
     kinds = conv_kind(proto)
+    against = ["", *_against_lines(other, ort_convs, kinds, args)] if other is not None else []
     lines = [
         f"# Per-kernel breakdown: `{args.library.name}` against ONNX Runtime",
         "",
-        f"Regenerate: `python benchmarks/deploy_breakdown.py {args.library} {args.model}`. Median ms of each call over "
+        f"Regenerate: `python benchmarks/deploy_breakdown.py {args.library} {args.model}{_against_args(args)}`. "
+        f"Machine: {_cpu_name()}. Median ms of each call over "
         f"{args.runs} runs (a call that the shared machine preempted does not count), one thread, timed back "
         f"to back in one process (load average {load:.1f}; the machine is shared, so absolute figures are noisy). "
         "TVM: each call through the VM's instrument hook (adds a few "
@@ -155,6 +163,7 @@ def main() -> int:
         + ", ".join(f"{op} {ms:.4f}" for op, ms in rest_ort)
         + ".",
     ]
+    lines += against
     if len(tvm_convs) != len(ort_convs):
         lines += [
             "",
@@ -164,6 +173,43 @@ def main() -> int:
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
     return 0
+
+
+def _by_kind(convs: list[tuple[str, float]], kinds: list[str]) -> dict[str, float]:
+    sums: dict[str, float] = collections.defaultdict(float)
+    for index, (_, ms) in enumerate(convs):
+        sums[kinds[index] if index < len(kinds) else "?"] += ms
+    return sums
+
+
+def _against_lines(other: list[tuple[str, float]], ort_convs: list, kinds: list[str], args) -> list[str]:  # noqa: ANN001
+    """The sums by kind of convolution of the second library, next to ORT's (the same ORT run)."""
+    other_convs = [(name, ms) for name, ms in other if "conv2d" in name]
+    ort_by_kind = _by_kind([(name, ms) for name, ms in ort_convs], kinds)
+    other_by_kind = _by_kind(other_convs, kinds)
+    lines = [
+        f"`{args.against.name}` ({args.against_label}), timed in the same run: sums of the medians "
+        f"{sum(ms for _, ms in other):.3f} ms in {len(other)} calls.",
+        "",
+        f"| conv | {args.against_label} TVM ms | ORT ms | {args.against_label} TVM / ORT |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, ms in sorted(other_by_kind.items(), key=lambda item: -item[1]):
+        lines.append(f"| {kind} | {ms:.3f} | {ort_by_kind[kind]:.3f} | {ms / ort_by_kind[kind]:.2f} |")
+    return lines
+
+
+def _against_args(args) -> str:  # noqa: ANN001
+    if args.against is None:
+        return ""
+    return f" --against {args.against} --against-label {args.against_label!r}"
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""The data-layout lever on its own: TVM tuned in NCHW and in NHWC against ONNX Runtime, at one trial budget.
+
+    python benchmarks/deploy_layout.py --network baseline --trials 300 1000
+    python benchmarks/deploy_layout.py --network fused-ibn --trials 300
+
+For each budget and layout (``deploy.layout.LAYOUTS``) the network (``benchmarks/deploy.py``'s, untrained
+weights) is tuned with every other lever on (weight prepacking, FLOPs-weighted trials) into
+``<work-dir>/<network>/db-<layout><trials>``, a larger budget going on from the database of the next smaller
+one (the tuning seconds count only the trials this run added), and built as VM bytecode (so that
+``benchmarks/deploy_breakdown.py`` can time its kernels: ``<work-dir>/<network>/<layout><trials>-bc.so``).
+Then the libraries are timed in :data:`ROUNDS` rounds, each library followed by ONNX Runtime in the same
+process, and each ratio is the median over the rounds of TVM / the ORT run right after it. Parity: the largest
+difference from ONNX Runtime over every output, 4 random images. Appends the rows to
+``results/deploy-x86_64-layout.md``'s table (a row already there for the same network, budget and layout is
+replaced). A database or library already in the work dir is reused: delete it to tune again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from benchmarks.deploy import SHORT_NAMES, THREADS, _cpu_name, export_step, networks  # noqa: E402
+from deploy import compile_onnx, get_target, load_compiled, time_compiled, time_onnxruntime  # noqa: E402
+from deploy.layout import LAYOUTS  # noqa: E402
+from deploy.lowering import batch1_shape  # noqa: E402
+from deploy.session import ort_session  # noqa: E402
+
+logger = logging.getLogger("benchmarks.deploy_layout")
+
+TARGET = "x86_64"
+ROUNDS = 5  # timing rounds; each times every library and ORT after it
+REPEATS = 15  # samples per timing; the median is taken
+MIN_SAMPLE_MS = 30.0
+OUT = Path("results") / f"deploy-{TARGET}-layout.md"
+
+
+def tuned_library(folder: Path, trials: int, layout: str) -> tuple[Path, dict]:
+    """The bytecode library of the network in ``folder`` tuned with ``trials`` in ``layout``, and its tuning facts."""
+    name = f"{layout.lower()}{trials}"
+    library, facts_file = folder / f"{name}-bc.so", folder / f"{name}.json"
+    if library.is_file() and facts_file.is_file():
+        return library, json.loads(facts_file.read_text())
+    database = folder / f"db-{name}"
+    earlier = sorted(
+        (int(p.name.removeprefix(f"db-{layout.lower()}")), p)
+        for p in folder.glob(f"db-{layout.lower()}*")
+        if p.name.removeprefix(f"db-{layout.lower()}").isdigit()
+        and int(p.name.removeprefix(f"db-{layout.lower()}")) < trials
+    )
+    if not database.exists() and earlier:
+        shutil.copytree(earlier[-1][1], database)  # the tuning goes on where the smaller budget stopped
+    compiled = compile_onnx(
+        folder / "model.onnx",
+        target=TARGET,
+        tuning_trials=trials,
+        tuning_db=database,
+        layout=layout,
+        num_threads=THREADS,
+        exec_mode="bytecode",
+    )
+    compiled.export_library(library)
+    facts = {
+        "tuning_seconds": round(compiled.tuning.seconds, 1),
+        "measured": compiled.tuning.measured,
+        "tasks": compiled.tuning.tasks,
+        "continued_from": earlier[-1][1].name if earlier else None,
+    }
+    facts_file.write_text(json.dumps(facts))
+    return library, facts
+
+
+def max_difference(compiled, model: Path, shape: tuple[int, ...]) -> float:
+    """The largest |TVM - ORT| over every output of 4 random images."""
+    batch = np.random.default_rng(1).standard_normal((4, *shape[1:]), dtype=np.float32)
+    session = ort_session(model, num_threads=THREADS)
+    expected = [np.concatenate(v) for v in zip(*(session.run(None, {"input": x[None]}) for x in batch))]
+    return max(float(np.abs(got - want).max()) for got, want in zip(compiled.run_outputs(batch), expected))
+
+
+def time_interleaved(libraries: dict[str, Path], model: Path, shape: tuple[int, ...]) -> dict[str, dict]:
+    """Per library: median TVM ms, median ORT ms (the runs right after it) and median TVM / ORT over the rounds."""
+    host = get_target(TARGET).resolve(num_threads=THREADS)
+    compiled = {
+        key: load_compiled(p, target=TARGET, tvm_target=host, input_shape=shape) for key, p in libraries.items()
+    }
+    samples: dict[str, list[tuple[float, float]]] = {key: [] for key in libraries}
+    for _ in range(ROUNDS):
+        for key, library in compiled.items():
+            tvm_ms = time_compiled(library, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS)
+            ort_ms = time_onnxruntime(
+                model, input_shape=shape, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS
+            )
+            samples[key].append((tvm_ms.median_ms, ort_ms.median_ms))
+    return {
+        key: {
+            "tvm_ms": float(np.median([t for t, _ in pairs])),
+            "ort_ms": float(np.median([o for _, o in pairs])),
+            "ratio": float(np.median([t / o for t, o in pairs])),
+            "rounds": [round(t / o, 3) for t, o in pairs],
+            "max_diff": max_difference(compiled[key], model, shape),
+        }
+        for key, pairs in samples.items()
+    }
+
+
+def write_rows(rows: dict[tuple[str, int, str], str], command: str) -> None:
+    """Merge ``rows`` ((network, trials, layout) -> table line) into :data:`OUT`."""
+    kept: dict[tuple[str, int, str], str] = {}
+    if OUT.is_file():
+        for line in OUT.read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| ") and len(cells) > 3 and cells[1].isdigit():
+                kept[(cells[0], int(cells[1]), cells[2])] = line
+    kept.update(rows)
+    lines = [
+        f"# Deploy: the data-layout lever, NCHW vs NHWC, on {TARGET}, batch 1, {THREADS} thread",
+        "",
+        f"Regenerate: `{command}` (one command per network; rows merge). Machine: {_cpu_name()}, "
+        f"{os.cpu_count()} logical cores. Both layouts tuned with weight prepacking and FLOPs-weighted trials, built "
+        f"as VM bytecode; each row's TVM / ORT is the median over {ROUNDS} rounds of TVM's median (of {REPEATS} "
+        f"samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT run right after it, all rounds interleaved in one "
+        "process. The machine is shared (2 cores, other jobs on the other core), so absolute ms are noisy; the "
+        "ratios less so. `parity`: max |TVM - ORT| over every output, 4 random images. `tuning s`: the seconds "
+        "this budget's tuning took (on top of the smaller budget's database it went on from, if any).",
+        "",
+        "| network | trials | layout | TVM ms | ORT ms | TVM / ORT | rounds | parity | tuning s | tasks (measured) |",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
+        *(kept[key] for key in sorted(kept)),
+    ]
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", choices=["baseline", "fused-ibn"], default="baseline")
+    parser.add_argument("--trials", type=int, nargs="+", default=[300])
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument("--work-dir", type=Path, default=Path("build") / "deploy-layout")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    arch = networks()[SHORT_NAMES[args.network]]
+    folder = args.work_dir / args.network
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "model.onnx").is_file():
+        export_step(arch, folder)
+    model = folder / "model.onnx"
+    shape = batch1_shape(onnx.load(str(model)))
+    built = {
+        (trials, layout): tuned_library(folder, trials, layout) for trials in args.trials for layout in args.layouts
+    }
+    timed = time_interleaved({key: library for key, (library, _) in built.items()}, model, shape)
+    rows = {}
+    for (trials, layout), (_, facts) in built.items():
+        t = timed[(trials, layout)]
+        rows[(args.network, trials, layout)] = (
+            f"| {args.network} | {trials} | {layout} | {t['tvm_ms']:.3f} | {t['ort_ms']:.3f} | {t['ratio']:.3f} "
+            f"| {', '.join(map(str, t['rounds']))} | {t['max_diff']:.1e} | {facts['tuning_seconds']:.0f} "
+            f"| {facts['tasks']} ({facts['measured']}) |"
+        )
+    command = f"python benchmarks/deploy_layout.py --network {args.network} --trials {' '.join(map(str, args.trials))}"
+    write_rows(rows, command)
+    logger.info("wrote %s", OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
