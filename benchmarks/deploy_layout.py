@@ -43,6 +43,7 @@ ROUNDS = 5  # timing rounds; each times every library and ORT after it
 REPEATS = 15  # samples per timing; the median is taken
 MIN_SAMPLE_MS = 30.0
 OUT = Path("results") / f"deploy-{TARGET}-layout.md"
+WORK_DIR = Path("build") / "deploy-layout"
 
 
 def tuned_library(folder: Path, trials: int, layout: str) -> tuple[Path, dict]:
@@ -117,22 +118,29 @@ def time_interleaved(libraries: dict[str, Path], model: Path, shape: tuple[int, 
 def write_rows(rows: dict[tuple[str, int, str], str], command: str) -> None:
     """Merge ``rows`` ((network, trials, layout) -> table line) into :data:`OUT`."""
     kept: dict[tuple[str, int, str], str] = {}
+    commands = [f"- `{command}`"]
     if OUT.is_file():
         for line in OUT.read_text().splitlines():
             cells = [c.strip() for c in line.strip("|").split("|")]
             if line.startswith("| ") and len(cells) > 3 and cells[1].isdigit():
                 kept[(cells[0], int(cells[1]), cells[2])] = line
+            elif line.startswith("- `python benchmarks/deploy_layout.py") and line not in commands:
+                commands.append(line)
     kept.update(rows)
     lines = [
         f"# Deploy: the data-layout lever, NCHW vs NHWC, on {TARGET}, batch 1, {THREADS} thread",
         "",
-        f"Regenerate: `{command}` (one command per network; rows merge). Machine: {_cpu_name()}, "
-        f"{os.cpu_count()} logical cores. Both layouts tuned with weight prepacking and FLOPs-weighted trials, built "
-        f"as VM bytecode; each row's TVM / ORT is the median over {ROUNDS} rounds of TVM's median (of {REPEATS} "
-        f"samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT run right after it, all rounds interleaved in one "
-        "process. The machine is shared (2 cores, other jobs on the other core), so absolute ms are noisy; the "
-        "ratios less so. `parity`: max |TVM - ORT| over every output, 4 random images. `tuning s`: the seconds "
-        "this budget's tuning took (on top of the smaller budget's database it went on from, if any).",
+        "Regenerate (rows merge; the latest command first):",
+        "",
+        *commands,
+        "",
+        f"Machine: {_cpu_text()}, {os.cpu_count()} logical cores. Both layouts tuned with weight prepacking "
+        "and FLOPs-weighted trials, built as VM bytecode; each row's TVM / ORT is the median over "
+        f"{ROUNDS} rounds of TVM's median (of {REPEATS} samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT "
+        "run right after it, all rounds interleaved in one process. The machine is shared (2 cores, other "
+        "jobs on the other core), so absolute ms are noisy; the ratios less so. `parity`: max |TVM - ORT| "
+        "over every output, 4 random images. `tuning s`: the seconds this budget's tuning took (on top of "
+        "the smaller budget's database it went on from, if any).",
         "",
         "| network | trials | layout | TVM ms | ORT ms | TVM / ORT | rounds | parity | tuning s | tasks (measured) |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
@@ -142,12 +150,24 @@ def write_rows(rows: dict[tuple[str, int, str], str], command: str) -> None:
     OUT.write_text("\n".join(lines) + "\n")
 
 
+def _cpu_text() -> str:
+    """The CPU's name, with its family and model (a virtual machine's name may leave the generation out)."""
+    info = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    if "cpu family" not in info or "model" not in info:
+        return _cpu_name()
+    return f"{_cpu_name()} (family {info['cpu family']}, model {info['model']})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", choices=["baseline", "fused-ibn"], default="baseline")
     parser.add_argument("--trials", type=int, nargs="+", default=[300])
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
-    parser.add_argument("--work-dir", type=Path, default=Path("build") / "deploy-layout")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     arch = networks()[SHORT_NAMES[args.network]]
@@ -170,6 +190,7 @@ def main() -> int:
             f"| {facts['tasks']} ({facts['measured']}) |"
         )
     command = f"python benchmarks/deploy_layout.py --network {args.network} --trials {' '.join(map(str, args.trials))}"
+    command += f" --work-dir {args.work_dir}" if args.work_dir != WORK_DIR else ""
     write_rows(rows, command)
     logger.info("wrote %s", OUT)
     return 0
