@@ -65,11 +65,11 @@ VARIANTS = {
     "even-trials": (True, "even", None),
     "nchw": (True, "flops", "NCHW"),
 }
-VARIANT_TEXT = {
-    "": "prepack + FLOPs-weighted trials + NHWC",
-    "no-prepack": "FLOPs-weighted trials + NHWC, no prepack",
-    "even-trials": "prepack + NHWC, trials spread evenly",
-    "nchw": "prepack + FLOPs-weighted trials, NCHW (as imported)",
+VARIANT_TEXT = {  # the row's layout follows (rows from before the layout lever have none: they were NCHW)
+    "": "prepack + FLOPs-weighted trials",
+    "no-prepack": "FLOPs-weighted trials, no prepack",
+    "even-trials": "prepack, trials spread evenly",
+    "nchw": "prepack + FLOPs-weighted trials",
     "heaviest-first": "prepack + FLOPs-weighted, heaviest task first (superseded: now breadth first)",
 }
 LEVER_OFF = {"no-prepack": "weight prepacking", "even-trials": "FLOPs-weighted trials", "nchw": "NHWC layout"}
@@ -205,6 +205,7 @@ def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
         "trials": trials,
         "minutes": minutes,
         "variant": variant,
+        "layout": layout or get_target(TARGET).conv_layout,
         "latency_ms": stats.median_ms,
         "spread": stats.spread,
         "ort_ms_same_run": ort["latency_ms"],
@@ -328,7 +329,7 @@ def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
     minutes = row.get("minutes")
     runtime = "TVM untuned" if trials == 0 else f"TVM tuned, {trials} trials"
     runtime += f" within {minutes:g} min" if minutes else ""
-    levers = "" if trials == 0 else VARIANT_TEXT[variant]
+    levers = "" if trials == 0 else f"{VARIANT_TEXT[variant]}, {row.get('layout', 'NCHW')}"
     tuning = f"{row['tuning_seconds']:.0f}" if "tuning_seconds" in row else ""
     tasks = f"{row['tasks']} ({row['measured']})" if "tasks" in row else ""
     if row.get("skipped_tasks"):
