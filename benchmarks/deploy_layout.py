@@ -8,7 +8,7 @@ weights) is tuned with every other lever on (weight prepacking, FLOPs-weighted t
 ``<work-dir>/<network>/db-<layout><trials>``, a larger budget going on from the database of the next smaller
 one (the tuning seconds count only the trials this run added), and built as VM bytecode (so that
 ``benchmarks/deploy_breakdown.py`` can time its kernels: ``<work-dir>/<network>/<layout><trials>-bc.so``).
-Then the libraries are timed in :data:`ROUNDS` rounds, each library followed by ONNX Runtime in the same
+Then the libraries are timed in ``--rounds`` rounds, each library followed by ONNX Runtime in the same
 process, and each ratio is the median over the rounds of TVM / the ORT run right after it. Parity: the largest
 difference from ONNX Runtime over every output, 4 random images. Appends the rows to
 ``results/deploy-x86_64-layout.md``'s table (a row already there for the same network, budget and layout is
@@ -89,14 +89,16 @@ def max_difference(compiled, model: Path, shape: tuple[int, ...]) -> float:
     return max(float(np.abs(got - want).max()) for got, want in zip(compiled.run_outputs(batch), expected))
 
 
-def time_interleaved(libraries: dict[str, Path], model: Path, shape: tuple[int, ...]) -> dict[str, dict]:
+def time_interleaved(
+    libraries: dict[str, Path], model: Path, shape: tuple[int, ...], rounds: int = ROUNDS
+) -> dict[str, dict]:
     """Per library: median TVM ms, median ORT ms (the runs right after it) and median TVM / ORT over the rounds."""
     host = get_target(TARGET).resolve(num_threads=THREADS)
     compiled = {
         key: load_compiled(p, target=TARGET, tvm_target=host, input_shape=shape) for key, p in libraries.items()
     }
     samples: dict[str, list[tuple[float, float]]] = {key: [] for key in libraries}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for key, library in compiled.items():
             tvm_ms = time_compiled(library, repeats=REPEATS, min_sample_ms=MIN_SAMPLE_MS, num_threads=THREADS)
             ort_ms = time_onnxruntime(
@@ -115,7 +117,7 @@ def time_interleaved(libraries: dict[str, Path], model: Path, shape: tuple[int, 
     }
 
 
-def write_rows(rows: dict[tuple[str, int, str], str], command: str) -> None:
+def write_rows(rows: dict[tuple[str, int, str], str], command: str, rounds: int = ROUNDS) -> None:
     """Merge ``rows`` ((network, trials, layout) -> table line) into :data:`OUT`."""
     kept: dict[tuple[str, int, str], str] = {}
     commands = [f"- `{command}`"]
@@ -136,7 +138,7 @@ def write_rows(rows: dict[tuple[str, int, str], str], command: str) -> None:
         "",
         f"Machine: {_cpu_text()}, {os.cpu_count()} logical cores. Both layouts tuned with weight prepacking "
         "and FLOPs-weighted trials, built as VM bytecode; each row's TVM / ORT is the median over "
-        f"{ROUNDS} rounds of TVM's median (of {REPEATS} samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT "
+        f"{rounds} rounds of TVM's median (of {REPEATS} samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT "
         "run right after it, all rounds interleaved in one process. The machine is shared (2 cores, other "
         "jobs on the other core), so absolute ms are noisy; the ratios less so. `parity`: max |TVM - ORT| "
         "over every output, 4 random images. `tuning s`: the seconds this budget's tuning took (on top of "
@@ -168,6 +170,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, nargs="+", default=[300])
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="timing rounds (each: every library, then ORT)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     arch = networks()[SHORT_NAMES[args.network]]
@@ -180,7 +183,7 @@ def main() -> int:
     built = {
         (trials, layout): tuned_library(folder, trials, layout) for trials in args.trials for layout in args.layouts
     }
-    timed = time_interleaved({key: library for key, (library, _) in built.items()}, model, shape)
+    timed = time_interleaved({key: library for key, (library, _) in built.items()}, model, shape, args.rounds)
     rows = {}
     for (trials, layout), (_, facts) in built.items():
         t = timed[(trials, layout)]
@@ -191,7 +194,8 @@ def main() -> int:
         )
     command = f"python benchmarks/deploy_layout.py --network {args.network} --trials {' '.join(map(str, args.trials))}"
     command += f" --work-dir {args.work_dir}" if args.work_dir != WORK_DIR else ""
-    write_rows(rows, command)
+    command += f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""
+    write_rows(rows, command, args.rounds)
     logger.info("wrote %s", OUT)
     return 0
 
