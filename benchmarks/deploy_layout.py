@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from benchmarks.deploy import SHORT_NAMES, THREADS, _cpu_name, export_step, networks  # noqa: E402
 from deploy import compile_onnx, get_target, load_compiled, time_compiled, time_onnxruntime  # noqa: E402
+from deploy.compile import EXEC_MODES  # noqa: E402
 from deploy.layout import LAYOUTS  # noqa: E402
 from deploy.lowering import batch1_shape  # noqa: E402
 from deploy.session import ort_session  # noqa: E402
@@ -46,10 +47,12 @@ OUT = Path("results") / f"deploy-{TARGET}-layout.md"
 WORK_DIR = Path("build") / "deploy-layout"
 
 
-def tuned_library(folder: Path, trials: int, layout: str) -> tuple[Path, dict]:
-    """The bytecode library of the network in ``folder`` tuned with ``trials`` in ``layout``, and its tuning facts."""
+def tuned_library(folder: Path, trials: int, layout: str, exec_mode: str = "bytecode") -> tuple[Path, dict]:
+    """The library (``exec_mode``) of the network in ``folder`` tuned with ``trials`` in ``layout``, and its tuning
+    facts; a database already tuned with ``trials`` only builds it."""
     name = f"{layout.lower()}{trials}"
-    library, facts_file = folder / f"{name}-bc.so", folder / f"{name}.json"
+    library = folder / (f"{name}-bc.so" if exec_mode == "bytecode" else f"{name}.so")
+    facts_file = folder / f"{name}.json"
     if library.is_file() and facts_file.is_file():
         return library, json.loads(facts_file.read_text())
     database = folder / f"db-{name}"
@@ -68,9 +71,11 @@ def tuned_library(folder: Path, trials: int, layout: str) -> tuple[Path, dict]:
         tuning_db=database,
         layout=layout,
         num_threads=THREADS,
-        exec_mode="bytecode",
+        exec_mode=exec_mode,
     )
     compiled.export_library(library)
+    if facts_file.is_file():  # built from a database tuned before: its tuning facts stand
+        return library, json.loads(facts_file.read_text())
     facts = {
         "tuning_seconds": round(compiled.tuning.seconds, 1),
         "measured": compiled.tuning.measured,
@@ -137,14 +142,16 @@ def write_rows(rows: dict[tuple[str, int, str], str], command: str, rounds: int 
         *commands,
         "",
         f"Machine: {_cpu_text()}, {os.cpu_count()} logical cores. Both layouts tuned with weight prepacking "
-        "and FLOPs-weighted trials, built as VM bytecode; each row's TVM / ORT is the median over "
+        "and FLOPs-weighted trials; `main` is how the VM runs it (bytecode: kernels timeable one by one; compiled: "
+        "native code, as deploy ships). Each row's TVM / ORT is the median over "
         f"{rounds} rounds of TVM's median (of {REPEATS} samples of >= {MIN_SAMPLE_MS:.0f} ms) over the ORT "
         "run right after it, all rounds interleaved in one process. The machine is shared (2 cores, other "
         "jobs on the other core), so absolute ms are noisy; the ratios less so. `parity`: max |TVM - ORT| "
         "over every output, 4 random images. `tuning s`: the seconds this budget's tuning took (on top of "
         "the smaller budget's database it went on from, if any).",
         "",
-        "| network | trials | layout | TVM ms | ORT ms | TVM / ORT | rounds | parity | tuning s | tasks (measured) |",
+        "| network | trials | layout, main | TVM ms | ORT ms | TVM / ORT | rounds | parity | tuning s "
+        "| tasks (measured) |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
         *(kept[key] for key in sorted(kept)),
     ]
@@ -170,6 +177,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, nargs="+", default=[300])
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
+    parser.add_argument(
+        "--exec-mode", choices=EXEC_MODES, default="bytecode", help="how the libraries run main (compiled: as shipped)"
+    )
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="timing rounds (each: every library, then ORT)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -181,20 +191,24 @@ def main() -> int:
     model = folder / "model.onnx"
     shape = batch1_shape(onnx.load(str(model)))
     built = {
-        (trials, layout): tuned_library(folder, trials, layout) for trials in args.trials for layout in args.layouts
+        (trials, layout): tuned_library(folder, trials, layout, args.exec_mode)
+        for trials in args.trials
+        for layout in args.layouts
     }
     timed = time_interleaved({key: library for key, (library, _) in built.items()}, model, shape, args.rounds)
     rows = {}
     for (trials, layout), (_, facts) in built.items():
         t = timed[(trials, layout)]
-        rows[(args.network, trials, layout)] = (
-            f"| {args.network} | {trials} | {layout} | {t['tvm_ms']:.3f} | {t['ort_ms']:.3f} | {t['ratio']:.3f} "
+        rows[(args.network, trials, f"{layout}, {args.exec_mode}")] = (
+            f"| {args.network} | {trials} | {layout}, {args.exec_mode} | {t['tvm_ms']:.3f} | {t['ort_ms']:.3f} "
+            f"| {t['ratio']:.3f} "
             f"| {', '.join(map(str, t['rounds']))} | {t['max_diff']:.1e} | {facts['tuning_seconds']:.0f} "
             f"| {facts['tasks']} ({facts['measured']}) |"
         )
     command = f"python benchmarks/deploy_layout.py --network {args.network} --trials {' '.join(map(str, args.trials))}"
     command += f" --work-dir {args.work_dir}" if args.work_dir != WORK_DIR else ""
     command += f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""
+    command += f" --exec-mode {args.exec_mode}" if args.exec_mode != "bytecode" else ""
     write_rows(rows, command, args.rounds)
     logger.info("wrote %s", OUT)
     return 0
