@@ -9,8 +9,8 @@ Networks, with untrained weights (latency does not depend on their values):
 the classification baseline (``search_spaces/baseline.yaml``), one network
 sampled from the fused-IBN space (seed 0), and the standard MobileNetV2 1.0 at
 224x224x3 (1000 classes). Rows: ONNX Runtime, TVM untuned, TVM tuned with each
-trial budget with every lever of :mod:`deploy.tuning` on (weight prepacking,
-trials weighted by task FLOPs), and, for the baseline at the first budget,
+trial budget with every lever on (weight prepacking, trials weighted by task
+FLOPs, NHWC convolutions: :mod:`deploy.tuning`, :mod:`deploy.layout`), and, for the baseline at the first budget,
 one row per lever turned off, which is what that lever gained on its own.
 Every TVM row times ONNX Runtime again right after the TVM library, in the
 same process, so its `/ ORT` compares runs under the same load. Steps run in
@@ -58,14 +58,21 @@ REPEATS = 30  # timing samples per model; the median is reported
 MIN_SAMPLE_MS = 50.0  # each sample lasts at least this long
 
 
-# Lever variants of a tuned row: (prepack, weighting). "" is every lever on.
-VARIANTS = {"": (True, "flops"), "no-prepack": (False, "flops"), "even-trials": (True, "even")}
-VARIANT_TEXT = {
+# Lever variants of a tuned row: (prepack, weighting, layout). "" is every lever on (layout None: the target's).
+VARIANTS = {
+    "": (True, "flops", None),
+    "no-prepack": (False, "flops", None),
+    "even-trials": (True, "even", None),
+    "nchw": (True, "flops", "NCHW"),
+}
+VARIANT_TEXT = {  # the row's layout follows (rows from before the layout lever have none: they were NCHW)
     "": "prepack + FLOPs-weighted trials",
     "no-prepack": "FLOPs-weighted trials, no prepack",
     "even-trials": "prepack, trials spread evenly",
+    "nchw": "prepack + FLOPs-weighted trials",
     "heaviest-first": "prepack + FLOPs-weighted, heaviest task first (superseded: now breadth first)",
 }
+LEVER_OFF = {"no-prepack": "weight prepacking", "even-trials": "FLOPs-weighted trials", "nchw": "NHWC layout"}
 SUPERSEDED = "heaviest-first-"  # results.json keys of rows run with an earlier task order, shown for comparison
 MOBILENET_V2 = {  # Sandler et al. 2018, width 1.0, ImageNet shape: 224x224x3, 1000 classes
     "input_channels": 3,
@@ -176,7 +183,7 @@ def row_key(budget: str, variant: str) -> str:
 def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
     trials, minutes = parse_budget(budget)
     name = row_key(budget, variant).removeprefix("tvm-")
-    prepack, weighting = VARIANTS[variant]
+    prepack, weighting, layout = VARIANTS[variant]
     database = folder / f"tuning-db-{name}" if trials else None
     if database is not None:
         shutil.rmtree(database, ignore_errors=True)  # an interrupted tuning restarts from scratch: honest wall time
@@ -188,6 +195,7 @@ def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
         tune_minutes=minutes,
         tuning_weighting=weighting,
         prepack=prepack,
+        layout=layout,
         num_threads=THREADS,
     )
     library = compiled.export_library(folder / f"model-{TARGET}-{name}.so")
@@ -197,6 +205,7 @@ def tvm_step(arch: ArchConfig, folder: Path, budget: str, variant: str) -> dict:
         "trials": trials,
         "minutes": minutes,
         "variant": variant,
+        "layout": layout or get_target(TARGET).conv_layout,
         "latency_ms": stats.median_ms,
         "spread": stats.spread,
         "ort_ms_same_run": ort["latency_ms"],
@@ -320,7 +329,7 @@ def _tvm_row(key: str, row: dict, ort_ms: float) -> str:
     minutes = row.get("minutes")
     runtime = "TVM untuned" if trials == 0 else f"TVM tuned, {trials} trials"
     runtime += f" within {minutes:g} min" if minutes else ""
-    levers = "" if trials == 0 else VARIANT_TEXT[variant]
+    levers = "" if trials == 0 else f"{VARIANT_TEXT[variant]}, {row.get('layout', 'NCHW')}"
     tuning = f"{row['tuning_seconds']:.0f}" if "tuning_seconds" in row else ""
     tasks = f"{row['tasks']} ({row['measured']})" if "tasks" in row else ""
     if row.get("skipped_tasks"):
@@ -345,7 +354,7 @@ def _lever_gains(table: dict[str, dict]) -> list[str]:
                 full = rows.get(key.removesuffix(f"-{variant}"))
                 if full is None:
                     continue
-                lever = {"no-prepack": "weight prepacking", "even-trials": "FLOPs-weighted trials"}[variant]
+                lever = LEVER_OFF[variant]
                 gain = _ratio(row, ort_ms) / _ratio(full, ort_ms)
                 budget = key.removeprefix("tvm-tuned-").removesuffix(f"-{variant}")
                 lines.append(
@@ -362,10 +371,11 @@ def _notes() -> str:
         "`FLOPs-weighted trials` gives each task a share of the budget proportional to its FLOPs x calls (at "
         "least 4), `spread evenly` gives every task the same; `prepack` marks the weights layout-free so that "
         "MetaSchedule's RewriteLayout packs them for the kernel, and the packed weights are folded into the "
-        "library's constants at build time. `measured` counts the candidates that built and ran. Candidates are "
-        "built in-process and measured with 1 TVM thread. The first tuning in a process also pays ~20-60 s of "
-        "MetaSchedule start-up. `/ ORT` < 1 means TVM is faster. SIMD: `-mcpu` is LLVM's name for this host's "
-        "CPU (`deploy.targets`), so the kernels use its widest vectors (AVX-512 here: the tuned libraries are "
+        "library's constants at build time; `NHWC` lowers the convolutions channels-last (`deploy/layout.py`), so "
+        "that depthwise convolutions vectorise over channels. `measured` counts the candidates that built and ran. "
+        "Candidates are built in-process and measured with 1 TVM thread. The first tuning in a process also pays "
+        "~20-60 s of MetaSchedule start-up. `/ ORT` < 1 means TVM is faster. SIMD: `-mcpu` is LLVM's name for this "
+        "host's CPU (`deploy.targets`), so the kernels use its widest vectors (AVX-512 here: the tuned libraries are "
         "full of 512-bit FMAs, `objdump -d model-*.so | grep -c 'vfmadd.*zmm'`). Per-kernel comparison with ORT: "
         "`benchmarks/deploy_breakdown.py` -> `results/deploy-x86_64-breakdown.md`."
     )

@@ -133,6 +133,7 @@ def compile_onnx(
     tune_minutes: float | None = None,
     tuning_weighting: str = "flops",
     prepack: bool = True,
+    layout: str | None = None,
     work_dir: str | Path | None = None,
     num_threads: int = 1,
     rpc_tracker: str | None = None,
@@ -148,6 +149,8 @@ def compile_onnx(
     ``tuning_weighting`` shares the trials out by task FLOPs (``flops``) or evenly (``even``).
     ``prepack`` (CPU targets) lets tuned kernels read weights packed once at build time
     (:mod:`deploy.lowering`); it changes the tasks, so a database tuned without it does not apply.
+    ``layout`` is the convolutions' data layout (:mod:`deploy.layout`; None: the target's ``conv_layout``,
+    NHWC for x86_64); it changes the tasks too, so a database tuned in another layout does not apply.
     ``exec_mode`` is how the VM runs ``main`` (:data:`EXEC_MODES`; the module docstring says why compiled).
     ``num_threads`` is what tuning measures with here and what the target's ``num-cores`` says. A failed build raises
     :class:`CompileError` with a one-line summary and writes the full log to ``work_dir/build.log``.
@@ -164,6 +167,7 @@ def compile_onnx(
     if tuning_trials > 0:
         budget = TuningBudget(trials=tuning_trials, minutes=tune_minutes, weighting=tuning_weighting)
     prepack = prepack and deploy_target.device == "cpu"
+    layout = layout or deploy_target.conv_layout
     if budget is not None:
         _check_tuning_setup(deploy_target, measurer)
         if tuning_db is None:
@@ -171,7 +175,15 @@ def compile_onnx(
     start = time.perf_counter()
     with _build_errors(deploy_target.name, work_dir):
         executable, tuning = _build(
-            proto, input_shape, tvm_target, budget, tuning_db, measurer, prepack=prepack, exec_mode=exec_mode
+            proto,
+            input_shape,
+            tvm_target,
+            budget,
+            tuning_db,
+            measurer,
+            prepack=prepack,
+            layout=layout,
+            exec_mode=exec_mode,
         )
     seconds = time.perf_counter() - start
     logger.info("compiled for %s in %.1f s", deploy_target.name, seconds)
@@ -220,13 +232,14 @@ def _build(
     measurer: Measurer,
     *,
     prepack: bool,
+    layout: str,
     exec_mode: str,
 ) -> tuple[Any, TuningReport | None]:
     import tvm
     from tvm import relax
 
     target = tvm.target.Target(tvm_target)
-    mod = lower_onnx(proto, input_shape, target, prepack=prepack)
+    mod = lower_onnx(proto, input_shape, target, prepack=prepack, layout=layout)
     tuning = None
     if budget is not None:
         tuning = tune_module(mod, target=target, trials=budget, database=tuning_db, measurer=measurer)

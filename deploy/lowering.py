@@ -1,7 +1,9 @@
 """ONNX -> the Relax module that tuning and building start from: the one lowering of edgenas.
 
-The model is imported with Relax's ONNX frontend at batch 1, decomposed for
-inference, legalised and fused (conv + bias + ReLU6 + residual add become one
+The model is imported with Relax's ONNX frontend at batch 1, optionally
+converted to another data layout (``layout``, :mod:`deploy.layout`: NHWC lets
+depthwise convolutions vectorise over channels), decomposed for inference,
+legalised and fused (conv + bias + ReLU6 + residual add become one
 TIR function). Deploy's compiler and the latency estimator's TVM devices both
 lower here, so the devices time what deploy ships.
 
@@ -29,16 +31,26 @@ from typing import Any
 import onnx
 
 from deploy.errors import CompileError
+from deploy.layout import DEFAULT_LAYOUT, layout_passes
 from deploy.onnx_file import read_onnx
 from deploy.session import INPUT_NAME
 
 __all__ = ["batch1_shape", "finish_prepack", "load_onnx", "lower_onnx"]
 
 
-def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any, *, prepack: bool = True) -> Any:
+def lower_onnx(
+    proto: onnx.ModelProto,
+    input_shape: tuple[int, ...],
+    target: Any,
+    *,
+    prepack: bool = True,
+    layout: str = DEFAULT_LAYOUT,
+) -> Any:
     """The legalised, fused Relax module of ``proto`` (input ``input`` of ``input_shape``) for ``target``.
 
     ``prepack`` marks the weights of each fused function as layout-free (see the module docstring).
+    ``layout`` is the data layout of the convolutions (:data:`deploy.layout.LAYOUTS`); the module's input
+    and outputs keep the model's shapes.
     """
     import tvm
     from tvm import relax
@@ -49,6 +61,7 @@ def lower_onnx(proto: onnx.ModelProto, input_shape: tuple[int, ...], target: Any
         # batch_norm -> arithmetic, then legalise every op to TIR and fuse conv+bias+act(+add).
         return tvm.transform.Sequential(
             [
+                *layout_passes(layout),
                 relax.transform.DecomposeOpsForInference(),
                 relax.transform.CanonicalizeBindings(),
                 relax.get_pipeline("zero"),

@@ -4,6 +4,10 @@ A new board is one :func:`register_target` call. TVM 0.27 wants dict targets
 (``{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}``). ``x86_64`` is the host
 CPU: its ``mcpu`` is detected when the target is resolved (not at import), so
 its code uses this machine's vector units and may not run on an older x86.
+Its convolutions are lowered in NHWC (``conv_layout``, :mod:`deploy.layout`):
+on the tuned baseline that closed the depthwise gap to ONNX Runtime (see
+``results/deploy-x86_64-breakdown.md``); the other targets keep NCHW until
+measured.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class DeployTarget:
     cross_compiler: str | None = None  # C compiler that links the library when arch != host arch
     cross_package: str | None = None  # Debian package that provides cross_compiler
     detect_host_cpu: bool = False  # fill "mcpu" with this machine's CPU when the host has `arch`
+    conv_layout: str = "NCHW"  # the lowering's default data layout for convolutions (deploy.layout.LAYOUTS)
 
     def resolve(self, *, num_threads: int = 1) -> dict[str, Any]:
         """The TVM target dict for this machine, with ``num-cores`` (MetaSchedule needs it on CPUs)."""
@@ -126,6 +131,7 @@ register_target(
         cross_compiler="x86_64-linux-gnu-gcc",
         cross_package="gcc-x86-64-linux-gnu",
         detect_host_cpu=True,
+        conv_layout="NHWC",
     )
 )
 register_target(

@@ -70,7 +70,7 @@ compile_onnx(sys.argv[1], target="x86_64", tuning_trials=int(sys.argv[3]), tunin
 
 @pytest.mark.slow
 def test_tuning_database_survives_an_interrupted_run(two_convs, tmp_path):
-    database, trials = tmp_path / "db", 4  # 3 + 2 (the floor): one round per task
+    database, trials = tmp_path / "db", 4  # a few trials per task: one round each
     records = database / "database_tuning_record.json"
     worker = subprocess.Popen(
         [sys.executable, "-c", TUNE_SCRIPT, str(two_convs), str(database), str(trials)],
@@ -95,7 +95,7 @@ def test_tuning_database_survives_an_interrupted_run(two_convs, tmp_path):
     resumed = compile_onnx(two_convs, target="x86_64", tuning_trials=trials, tuning_db=database)
     assert resumed.tuning.tuned_tasks >= 1 and resumed.tuning.skipped_tasks == 0
     after = json.loads(budget_file.read_text())["tasks"]
-    assert len(after) == 2 and all(after[key] >= done for key, done in before.items())
+    assert len(after) == resumed.tuning.tasks and all(after[key] >= done for key, done in before.items())
     batch = random_inputs(SHAPE, batch=2)
     np.testing.assert_allclose(resumed.run(batch), reference(two_convs, batch), atol=1e-4)
     again = compile_onnx(two_convs, target="x86_64", tuning_trials=trials, tuning_db=database)
@@ -106,6 +106,7 @@ def test_tuning_database_survives_an_interrupted_run(two_convs, tmp_path):
 def test_time_budget_stops_starting_tasks_and_a_later_run_goes_on(two_convs, tmp_path):
     database = tmp_path / "db"
     first = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=database, tune_minutes=1e-3)
-    assert first.tuning.tuned_tasks + first.tuning.skipped_tasks == 2 and first.tuning.skipped_tasks >= 1
+    assert first.tuning.tuned_tasks + first.tuning.skipped_tasks == first.tuning.tasks >= 2
+    assert first.tuning.skipped_tasks >= 1
     later = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=database)
     assert later.tuning.tuned_tasks == first.tuning.skipped_tasks and later.tuning.skipped_tasks == 0

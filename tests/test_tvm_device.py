@@ -18,8 +18,10 @@ def test_cpu_tvm_builds_the_module_deploy_ships():
     measured = get_device("cpu-tvm").compile(model)
     shipped = compile_onnx(model, target=host_target().name, num_threads=1)
     assert measured.tvm_target == shipped.tvm_target
-    lowered = lower_onnx(model, measured.input_shape, measured.tvm_target)
-    assert lowered.script() == lower_onnx(model, shipped.input_shape, shipped.tvm_target).script()
+    layout = host_target().conv_layout  # what compile_onnx lowers to for this target (NHWC on x86_64)
+    assert get_device("cpu-tvm").metadata()["conv_layout"] == layout
+    lowered = lower_onnx(model, measured.input_shape, measured.tvm_target, layout=layout)
+    assert lowered.script() == lower_onnx(model, shipped.input_shape, shipped.tvm_target, layout=layout).script()
     # The built programs: the same fused functions called in the same order (main compiled the same way).
     assert measured.program_text() == shipped.program_text()
     fused = [str(gv.name_hint) for gv in lowered.get_global_vars() if str(gv.name_hint).startswith("fused_")]

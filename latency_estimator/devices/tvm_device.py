@@ -10,7 +10,8 @@ untuned unless ``tuning_db`` names a MetaSchedule database folder (deploy's
 cpu-ort's loop (:mod:`._timing`). The device never tunes: an untuned profile
 models ``edgenas deploy --tune-trials 0``, one with a database models what
 deploy ships from that database (subgraphs it has no records for stay
-untuned); :meth:`TvmDevice.metadata` says which (``tuning_state``).
+untuned); :meth:`TvmDevice.metadata` says which (``tuning_state``), and the
+convolutions' data layout the lowering used (``conv_layout``, NHWC on x86_64).
 Compiling takes seconds per subgraph; there is no time target for it.
 """
 
@@ -153,4 +154,5 @@ class TvmDevice(Device):
             "target": self.target(),
             "onnx": onnx.__version__,
             "tuning_state": state,
+            "conv_layout": self.deploy_target().conv_layout,  # deploy.layout: what the lowering converted to
         }
