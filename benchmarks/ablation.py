@@ -1,6 +1,6 @@
 """The neural-engine ablation: depth multiplier (V1) x fused-IBN placement (V2) x both (V3), against the baseline.
 
-    .venv/bin/python benchmarks/ablation.py --device sim-npu-p32 --dataset fashion-mnist           # hours: 4 x 60 trainings of ~30 s on an idle core, then final trainings
+    .venv/bin/python benchmarks/ablation.py --device sim-npu-p32 --dataset fashion-mnist   # hours
     .venv/bin/python benchmarks/ablation.py --device sim-npu-p32 --dataset fashion-mnist --quick   # a few minutes
 
 Top to bottom:

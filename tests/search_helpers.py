@@ -27,11 +27,11 @@ def evaluated_rows(folder: Path) -> list[dict[str, str]]:
     return [row for row in read_rows(folder) if row["evaluated"] == "1"]
 
 
-def within_budgets(row: dict[str, str]) -> bool:
+def within_budgets(row: dict[str, str], budgets: dict[str, float] = BUDGETS) -> bool:
     return (
-        float(row["latency_ms"]) <= BUDGETS["latency_budget_ms"]
-        and int(row["params"]) <= BUDGETS["max_params"]
-        and float(row["peak_memory_kib"]) <= BUDGETS["max_peak_memory_kb"]
+        float(row["latency_ms"]) <= budgets["latency_budget_ms"]
+        and int(row["params"]) <= budgets["max_params"]
+        and float(row["peak_memory_kib"]) <= budgets["max_peak_memory_kb"]
     )
 
 

@@ -82,11 +82,12 @@ def _load(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=resolve_rdb_url(url)).trials
 
 
-def _wait_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: float = 90.0) -> None:
-    """Return as soon as the other-machine worker trains a trial and another trial has finished.
+def _stop_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: float = 90.0) -> int:
+    """Freeze the other-machine worker (SIGSTOP) while it trains a trial, after another trial has finished.
 
-    One storage is opened and polled with one small query, so that the SIGKILL that follows lands within
-    milliseconds of the look, while the trial (about a second of training) is surely still running.
+    The trial it trains is read again once the worker is frozen: a frozen worker cannot finish it, so the
+    SIGKILL that follows surely lands mid-trial. Where the trial ended between the look and the freeze, the
+    worker goes on (SIGCONT) and the next trial is tried. Returns the number of the trial it was frozen in.
     """
     storage = optuna.storages.RDBStorage(resolve_rdb_url(url))
     deadline = time.monotonic() + timeout_s
@@ -106,20 +107,13 @@ def _wait_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: 
             and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
         ]
         if busy and any(t.state.is_finished() for t in trials):
-            return
+            process.send_signal(signal.SIGSTOP)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, busy[0].number)
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                return busy[0].number
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("the other-machine worker never started training a trial in time")
-
-
-def _interrupted(url: str, study: str) -> int:
-    """The trial the other-machine worker was running when it was killed (read right after the SIGKILL)."""
-    running = [
-        t.number
-        for t in _load(url, study)
-        if t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
-    ]
-    assert len(running) == 1, f"the killed worker was running {running}"
-    return running[0]
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -140,10 +134,9 @@ def test_three_workers_one_killed_complete_the_study_with_no_trial_lost_or_dupli
         command = [*(prefix if seed == 0 else []), sys.executable, "-c", code]
         workers.append(subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True))
     try:
-        _wait_mid_trial(postgres_url, study, workers[0])
+        killed = _stop_mid_trial(postgres_url, study, workers[0])
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
-        killed = _interrupted(postgres_url, study)
         errors = [worker.communicate(timeout=120)[1] for worker in workers]
     finally:
         for worker in workers:

@@ -80,7 +80,8 @@ class BoundedGPSampler(optuna.samplers.GPSampler):
         if max_model_trials < n_startup_trials:
             raise SearchError(f"`max_model_trials >= n_startup_trials` must hold, but got ({max_model_trials=}, "
                              f"{n_startup_trials=})")  # fmt: skip
-        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
+        # the random point for a held proposal is intended: no warning per parameter each time
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False)
         self.max_model_trials = max_model_trials
 
     def _sample_relative_impl(
