@@ -52,8 +52,8 @@ def test_trials_follow_the_work_of_each_task(two_convs):
 @pytest.mark.slow
 def test_prepacked_build_gives_the_outputs_of_an_unpacked_one(two_convs, tmp_path):
     batch = random_inputs(SHAPE, batch=2)
-    packed = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "packed")
-    plain = compile_onnx(two_convs, target="x86_64", tuning_trials=8, tuning_db=tmp_path / "plain", prepack=False)
+    packed = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=tmp_path / "packed")
+    plain = compile_onnx(two_convs, target="x86_64", tuning_trials=4, tuning_db=tmp_path / "plain", prepack=False)
     # The tuned kernels read weights whose layout was rewritten (and folded at build time) ...
     assert "_prepacked" in packed.program_text() and "_prepacked" not in plain.program_text()
     # ... and compute the same thing.

@@ -69,7 +69,7 @@ def test_zeroshot_search_writes_results_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_hybrid_search_trains_only_feasible_promising_candidates(tmp_path):
     result = run_search(
-        **BASE, **TINY_TRAINING, mode="hybrid", screen_ratio=2, trials=4, study="hy", results_dir=tmp_path
+        **BASE, **TINY_TRAINING, mode="hybrid", screen_ratio=2, trials=2, study="hy", results_dir=tmp_path
     )
     rows = read_rows(tmp_path / "hy")
     trained = [r for r in rows if r["val_accuracy"]]
