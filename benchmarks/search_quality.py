@@ -95,6 +95,13 @@ def latency_budget_ms() -> float:
     return float(obtain_estimator(DEVICE).predict(baseline_arch(parallelism_factor=parallelism)).latency_ms)
 
 
+def budget_of_record(state: dict[str, Any]) -> float:
+    """The latency budget the recorded runs were searched and scored under (the baseline's estimate when the exact
+    front was computed), so that a run resumed or added later, on a rebuilt estimator whose baseline estimate moved
+    by a fraction of a percent, is searched and scored under the same budget; this estimator's estimate when none."""
+    return state.get("zeroshot_truth", {}).get("latency_budget_ms") or latency_budget_ms()
+
+
 def true_front(budget_ms: float) -> dict[str, Any]:
     """Every distinct network of the space, measured; the feasible ones' hypervolume (cached in the state folder)."""
     path = STATE / "zeroshot-true-front.json"
@@ -241,7 +248,7 @@ def zeroshot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Seque
 
 
 def multishot_part(state: dict[str, Any], strategies: Sequence[str], seeds: Sequence[int]) -> None:
-    budget = latency_budget_ms()
+    budget = budget_of_record(state)
     recipe = MS_RECIPE
     data = write_search_data(REPO / "build" / "ablation" / "data", recipe)
     options = {
@@ -278,7 +285,7 @@ def with_unfinished(state: dict[str, Any]) -> dict[str, Any]:
             if key in state[part]:
                 continue
             strategy, seed = key.rsplit("-s", 1)
-            budget = budget if budget is not None else latency_budget_ms()
+            budget = budget if budget is not None else budget_of_record(state)
             run = {**read_run(part, strategy, int(seed)), "partial": True}
             if part == "multishot":
                 run["hv"] = curve(run, MS_CHECKPOINTS, 1.0, budget)
@@ -329,7 +336,7 @@ def write_csv(state: dict[str, Any]) -> None:
 
 def plot(state: dict[str, Any]) -> None:
     """Hypervolume after every evaluation (mean over the seeds that got there), one line per strategy."""
-    budget = state.get("zeroshot_truth", {}).get("latency_budget_ms") or latency_budget_ms()
+    budget = budget_of_record(state)
     truth = state.get("zeroshot_truth", {}).get("hypervolume", 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, part, value_max, scale, label in (
