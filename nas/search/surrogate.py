@@ -75,6 +75,9 @@ class SurrogateSampler(optuna.samplers.BaseSampler):
         self._params = context.space.parameters()
         self._searched = {name: choices for name, choices in self._params.items() if len(choices) > 1}
         self._counts: dict[str, tuple[int, int]] = {}  # arch_id -> (params, peak activation bytes)
+        # point -> its network: mutations of the front draw the same points proposal after proposal, and resolving
+        # a point and hashing its network cost more than the estimator's batched call
+        self._resolved: dict[tuple, ArchConfig] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {name: CategoricalDistribution(list(choices)) for name, choices in self._searched.items()}
@@ -111,7 +114,10 @@ class SurrogateSampler(optuna.samplers.BaseSampler):
                 points.append(random_sized_choices(space, self.rng))
         unique: dict[str, tuple[dict, ArchConfig]] = {}
         for point in points:
-            arch = space.resolve(point)
+            key = tuple(sorted(point.items()))
+            if key not in self._resolved:
+                self._resolved[key] = space.resolve(point)
+            arch = self._resolved[key]
             unique.setdefault(arch.arch_id, (point, arch))
         return self._feasible(list(unique.values()))
 
