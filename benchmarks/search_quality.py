@@ -312,7 +312,9 @@ def summary(runs: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
         entry["partial"] += bool(run.get("partial"))
     for entry in out.values():
         columns = zip(*entry["values"])
-        entry["mean"] = [_mean([v for v in column if v is not None]) for column in columns]
+        reached = [[v for v in column if v is not None] for column in columns]
+        entry["mean"] = [_mean(values) for values in reached]
+        entry["reached"] = [len(values) for values in reached]  # seeds that got to each checkpoint
         entry["seeds"] = len(entry["values"])
     return out
 
@@ -432,7 +434,7 @@ def _targets(state: dict[str, Any], default: str = "surrogate") -> list[str]:
         entry = table.get(strategy)
         if not entry or entry["mean"][index] is None:
             return "not reached yet" if entry else "not run"
-        return f"{entry['mean'][index]:.3f} ({entry['seeds']} seeds)"
+        return f"{entry['mean'][index]:.3f} ({entry['reached'][index]} seeds)"
 
     over = sum(r.get("over_budget", 0) for r in runs)
     trainings = [r["evaluations"] for r in state["multishot"].values()]
