@@ -86,8 +86,9 @@ def _stop_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: 
     """Freeze the other-machine worker (SIGSTOP) while it trains a trial, after another trial has finished.
 
     The trial it trains is read again once the worker is frozen: a frozen worker cannot finish it, so the
-    SIGKILL that follows surely lands mid-trial. Where the trial ended between the look and the freeze, the
-    worker goes on (SIGCONT) and the next trial is tried. Returns the number of the trial it was frozen in.
+    SIGKILL that follows surely lands mid-training. Where the training ended between the look and the freeze
+    (the trial has its ``outcome``, even if not yet finished), the worker goes on (SIGCONT) and the next trial
+    is tried. Returns the number of the trial it was frozen in.
     """
     storage = optuna.storages.RDBStorage(resolve_rdb_url(url))
     deadline = time.monotonic() + timeout_s
@@ -104,12 +105,15 @@ def _stop_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: 
             for t in trials
             if t.state == TrialState.RUNNING
             and "latency_ms" in t.user_attrs
+            and "outcome" not in t.user_attrs
             and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
         ]
         if busy and any(t.state.is_finished() for t in trials):
             process.send_signal(signal.SIGSTOP)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, busy[0].number)
-            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+            frozen = storage.get_trial(trial_id)
+            # still training: an outcome is recorded when the training has ended, before the trial is finished
+            if frozen.state == TrialState.RUNNING and "outcome" not in frozen.user_attrs:
                 return busy[0].number
             process.send_signal(signal.SIGCONT)
         time.sleep(0.05)
