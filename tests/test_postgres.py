@@ -82,6 +82,17 @@ def _load(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=study, storage=resolve_rdb_url(url)).trials
 
 
+def _other_machine_trains(trial: optuna.trial.FrozenTrial) -> bool:
+    """The other-machine worker trains ``trial``: its latency is known and no outcome is recorded yet (an outcome is
+    written when the training has ended, before the trial is finished)."""
+    return (
+        trial.state == TrialState.RUNNING
+        and "latency_ms" in trial.user_attrs
+        and "outcome" not in trial.user_attrs
+        and trial.user_attrs.get("worker", {}).get("host") == OTHER_HOST
+    )
+
+
 def _stop_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: float = 90.0) -> int:
     """Freeze the other-machine worker (SIGSTOP) while it trains a trial, after another trial has finished.
 
@@ -100,20 +111,11 @@ def _stop_mid_trial(url: str, study: str, process: subprocess.Popen, timeout_s: 
             time.sleep(0.1)  # the study is not created yet
             continue
         trials = storage.get_all_trials(study_id, deepcopy=False)
-        busy = [
-            t
-            for t in trials
-            if t.state == TrialState.RUNNING
-            and "latency_ms" in t.user_attrs
-            and "outcome" not in t.user_attrs
-            and t.user_attrs.get("worker", {}).get("host") == OTHER_HOST
-        ]
+        busy = [t for t in trials if _other_machine_trains(t)]
         if busy and any(t.state.is_finished() for t in trials):
             process.send_signal(signal.SIGSTOP)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, busy[0].number)
-            frozen = storage.get_trial(trial_id)
-            # still training: an outcome is recorded when the training has ended, before the trial is finished
-            if frozen.state == TrialState.RUNNING and "outcome" not in frozen.user_attrs:
+            if _other_machine_trains(storage.get_trial(trial_id)):
                 return busy[0].number
             process.send_signal(signal.SIGCONT)
         time.sleep(0.05)
