@@ -30,6 +30,7 @@ Exactly N with many workers on one study (journal file, SQLite, PostgreSQL):
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -59,6 +60,9 @@ logger = logging.getLogger(__name__)
 EVALUATED_OUTCOMES = ("COMPLETE", "PRUNED", "FAIL")
 CLAIM_ATTR = "evaluation_claim"  # True on a trial before its evaluation starts; False once withdrawn (SURPLUS)
 POLL_S = 0.5  # how often a waiting worker reads the study (one small query)
+# A trial failed by a liveness check gets its retry queued in the next write; one failed longer ago whose retry never
+# came (its worker died in between) owes none, so that it cannot hold the study open for ever.
+RETRY_QUEUE_S = 60.0
 
 
 def holds_claim(trial: FrozenTrial) -> bool:
@@ -122,9 +126,28 @@ def _is_retry(trial: FrozenTrial) -> bool:
     return "failed_trial" in trial.system_attrs
 
 
+def _just_interrupted(trial: FrozenTrial, now: datetime.datetime) -> bool:
+    """Failed by a liveness check (no outcome: its worker died) under ``RETRY_QUEUE_S`` ago, with an architecture
+    to retry, and not a retry itself: its retry is about to be queued."""
+    return (
+        trial.state == TrialState.FAIL
+        and "outcome" not in trial.user_attrs
+        and bool(trial.params)
+        and not _is_retry(trial)
+        and trial.datetime_complete is not None
+        and (now - trial.datetime_complete).total_seconds() < RETRY_QUEUE_S
+    )
+
+
 def pending_retries(trials: Iterable[FrozenTrial]) -> int:
-    """Interrupted architectures queued for their one retry (WAITING)."""
-    return sum(t.state == TrialState.WAITING and _is_retry(t) for t in trials)
+    """Interrupted architectures owed their one retry: queued (WAITING), or failed a moment ago and about to be
+    queued (the liveness check fails the trial, then queues its retry in a second write; a claim read between
+    the two must still leave the retry its evaluation)."""
+    trials = list(trials)
+    retried = {t.system_attrs["failed_trial"] for t in trials if _is_retry(t)}
+    waiting = sum(t.state == TrialState.WAITING and _is_retry(t) for t in trials)
+    now = datetime.datetime.now()
+    return waiting + sum(_just_interrupted(t, now) and t.number not in retried for t in trials)
 
 
 def committed(trials: Iterable[FrozenTrial]) -> int:
