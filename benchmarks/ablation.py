@@ -67,6 +67,7 @@ from benchmarks._final_training import (
 )
 from latency_estimator import get_device  # noqa: E402
 from nas.search import ProposalsExhausted, SearchResult, TrialRow, run_search, trained_archs, trial_rows  # noqa: E402
+from nas.search.counting import FEASIBLE_IN_SPACE_ATTR  # noqa: E402
 from nas.search.results import BASELINE_ATTR  # noqa: E402
 from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
 
@@ -139,7 +140,7 @@ def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, wo
     start = time.perf_counter()
     try:
         result = _search(args, space, variant, recipe, work, data, base)
-    except ProposalsExhausted as exc:  # V2's small space holds fewer feasible networks than the trials asked for
+    except ProposalsExhausted as exc:  # the budgets admit almost nothing in this space
         logger.warning("%s: %s", variant, exc)
         result = exc.result
     _add_seconds(work / "state.json", variant, time.perf_counter() - start)
@@ -337,10 +338,17 @@ def _state_name(ctx: Context) -> str:
     return f"{path.relative_to(REPO)}/" if path.is_relative_to(REPO) else f"{path}/"
 
 
+def _trained_cell(result: SearchResult) -> str:
+    """``trained / trials``, and how many networks of the space meet the budgets when it was small enough to count."""
+    cell = f"{len(trained(result))} / {len(result.study.trials):,}"
+    feasible = result.study.user_attrs.get(FEASIBLE_IN_SPACE_ATTR)
+    return cell if feasible is None else f"{cell} ({feasible:,})"
+
+
 def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[str, Winner | None]) -> str:
     head = (
         "| variant | searches | est. ms | measured ms | latency vs baseline (published) | test acc % (Δ) | params | "
-        "MACs | peak act. KiB | search wall | trained / trials | fused stages | block string |\n"
+        "MACs | peak act. KiB | search wall | trained / trials (feasible in space) | fused stages | block string |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     b = ctx.base_numbers
@@ -352,9 +360,9 @@ def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[st
     ]
     seconds = _search_seconds(ctx.work)
     for variant, (_, what, published) in VARIANTS.items():
-        w, n_trained, n_trials = winners[variant], len(trained(results[variant])), len(results[variant].study.trials)
+        w, counts = winners[variant], _trained_cell(results[variant])
         if w is None:
-            lines.append(f"| {variant} | {what} | no trained candidate | | | | | | | | {n_trained} / {n_trials} | | |")
+            lines.append(f"| {variant} | {what} | no trained candidate | | | | | | | | {counts} | | |")
             continue
         n = w.numbers
         change = 100 * (n["measured_ms"] / b["measured_ms"] - 1)
@@ -364,7 +372,7 @@ def _main_table(ctx: Context, results: dict[str, SearchResult], winners: dict[st
             f"| {variant} | {what} | {n['estimated_ms']:.4f} | {n['measured_ms']:.4f} | "
             f"{change:+.1f}% (-{published}%) | "
             f"{100 * w.final['test_accuracy']:.2f} ({delta:+.2f}){held} | {n['params']:,} | {n['macs']:,} | "
-            f"{n['peak_kib']:.1f} | {seconds.get(variant, 0) / 60:.1f} min | {n_trained} / {n_trials} | "
+            f"{n['peak_kib']:.1f} | {seconds.get(variant, 0) / 60:.1f} min | {counts} | "
             f"{_fused(w.arch)} | {_code(w.arch)} |"
         )
     return "## Winners\n\n" + "\n".join(lines) + "\n\n" + _selection_note(ctx, winners)

@@ -105,3 +105,53 @@ def test_budgets_that_admit_almost_nothing_stop_with_one_line(tmp_path):
         assert counts < 20 and len(read_rows(tmp_path / "tight")) >= 3 * (counts + 1)
     else:
         assert tally(result.study.get_trials()).evaluated == 20
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random"])
+def test_a_space_holding_fewer_feasible_networks_than_n_evaluates_each_once_and_stops(tmp_path, strategy, caplog):
+    """fused_ibn.yaml holds 64 networks; under a latency budget that about 10 of them meet, a search of 20 evaluates
+    exactly those (each once), says so in one line and in report.md, and a resumed run of 30 adds none."""
+    from nas.search.budgets import Budgets, every_feasible_arch
+    from nas.search.runner import estimator_for
+    from search_spaces import load_space
+
+    latency_fn, dtype_bytes, factor = estimator_for("sim-npu-p32")
+    space = load_space(shipped_space_path("fused_ibn"), parallelism_factor=factor)
+    everything = every_feasible_arch(space, Budgets(), latency_fn, dtype_bytes=dtype_bytes)
+    assert everything is not None and len(everything) == len({a.arch_id for a in everything}) > 20
+    budget = float(latency_fn(everything[9:10])[0])
+    feasible = every_feasible_arch(space, Budgets(latency_ms=budget), latency_fn, dtype_bytes=dtype_bytes)
+    assert 10 <= len(feasible) < 20
+
+    options = {
+        "space": shipped_space_path("fused_ibn"),
+        "device": "sim-npu-p32",
+        "dataset": "digits",
+        "mode": "zeroshot",
+        "proxy": "params",
+        "baseline": False,
+        "latency_budget_ms": budget,
+        "strategy": strategy,
+        "population_size": 4,
+        "study": "few",
+        "results_dir": tmp_path,
+    }
+    result = run_search(**options, trials=20)
+    rows = evaluated_rows(tmp_path / "few")
+    assert sorted(r["arch_id"] for r in rows) == sorted(a.arch_id for a in feasible)
+    assert tally(result.study.get_trials()).proposals < 200  # it stopped, not ran out of proposals
+    assert f"holds only {len(feasible)} distinct networks" in caplog.text
+    report = (tmp_path / "few" / "report.md").read_text()
+    assert f"| target evaluations (--trials) | {len(feasible)} of 20 asked" in report
+    assert f"Budget: {len(feasible)} of {len(feasible)} evaluations" in report
+
+    run_search(**options, trials=30)
+    assert len(evaluated_rows(tmp_path / "few")) == len(feasible)
+
+
+def test_only_a_small_space_is_enumerated():
+    from nas.search.budgets import Budgets, every_feasible_arch
+    from search_spaces import load_space
+
+    space = load_space(shipped_space_path("combined"), parallelism_factor=32)
+    assert every_feasible_arch(space, Budgets(), lambda archs: [0.0] * len(archs), dtype_bytes=1) is None

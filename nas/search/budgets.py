@@ -28,6 +28,7 @@ __all__ = [
     "SearchError",
     "Violation",
     "check_reachable",
+    "every_feasible_arch",
     "feasible_archs",
     "measure",
     "random_sized_choices",
@@ -43,6 +44,7 @@ KIB = 1024
 SCARCE_SHARE = 0.02  # below this feasible share, warn: most proposals will be budget breakers (instant, untrained)
 REPAIR_STEPS = 64  # a repair that has not fitted after this many changes gives up
 SPREAD_POOL = 768  # random-size candidates behind a spread start population (one batched estimator call)
+ENUMERABLE_SIZE = 20_000  # a space with at most this many combinations of choices is enumerated (about a second)
 
 
 class SearchError(EdgeNasError):
@@ -170,6 +172,27 @@ def check_reachable(
     else:
         logger.info("budgets %s: %.1f%% of %d random candidates fit them", budgets.describe(), 100 * share, samples)
     return share
+
+
+def every_feasible_arch(
+    space: SearchSpace, budgets: Budgets, latency_fn: LatencyFn, *, dtype_bytes: int, limit: int = ENUMERABLE_SIZE
+) -> list[ArchConfig] | None:
+    """Every distinct architecture of ``space`` within the budgets, fastest first.
+
+    None when the space has more than ``limit`` combinations of choices: too
+    many to enumerate, and then too many to run out of in a search.
+    """
+    if space.size() > limit:
+        return None
+    params = space.parameters()
+    distinct: dict[str, ArchConfig] = {}
+    for values in itertools.product(*params.values()):
+        arch = space.resolve(dict(zip(params, values)))
+        distinct.setdefault(arch.arch_id, arch)
+    archs = list(distinct.values())
+    measured = measure(archs, latency_fn, dtype_bytes=dtype_bytes)
+    feasible = [(m.latency_ms, a) for a, m in zip(archs, measured) if not budgets.violations(m)]
+    return [arch for _, arch in sorted(feasible, key=lambda p: p[0])]
 
 
 def feasible_archs(

@@ -11,7 +11,9 @@ them, but they cost nothing from N.
 A space whose budgets admit almost nothing would make free proposals
 forever; :func:`proposals_exhausted` ends such a search once it has made
 ``max_proposals_per_evaluation`` proposals for every evaluation it got (and
-one more evaluation's worth).
+one more evaluation's worth). A space small enough to enumerate that holds
+only K <= N feasible networks has all K queued instead, and its target is K
+(:func:`evaluation_target`, from the study attribute ``FEASIBLE_IN_SPACE_ATTR``).
 
 Exactly N with many workers on one study (journal file, SQLite, PostgreSQL):
 
@@ -42,11 +44,13 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = [
     "CLAIM_ATTR",
     "EVALUATED_OUTCOMES",
+    "FEASIBLE_IN_SPACE_ATTR",
     "POLL_S",
     "Tally",
     "claim_evaluation",
     "committed",
     "counts_toward_budget",
+    "evaluation_target",
     "holds_claim",
     "may_go_on",
     "pending_retries",
@@ -59,10 +63,17 @@ logger = logging.getLogger(__name__)
 # The outcomes that used an evaluation: trained to the end, pruned mid-training, failed while evaluated.
 EVALUATED_OUTCOMES = ("COMPLETE", "PRUNED", "FAIL")
 CLAIM_ATTR = "evaluation_claim"  # True on a trial before its evaluation starts; False once withdrawn (SURPLUS)
+# Study attribute: how many distinct networks of the (enumerated) space meet the budgets; absent when not enumerated.
+FEASIBLE_IN_SPACE_ATTR = "feasible_in_space"
 POLL_S = 0.5  # how often a waiting worker reads the study (one small query)
 # A trial failed by a liveness check gets its retry queued in the next write; one failed longer ago whose retry never
 # came (its worker died in between) owes none, so that it cannot hold the study open for ever.
 RETRY_QUEUE_S = 60.0
+
+
+def evaluation_target(study: optuna.Study, trials: int) -> int:
+    """The study's evaluations: ``trials`` (N), or K when its space holds only K < N feasible networks."""
+    return min(trials, int(study.user_attrs.get(FEASIBLE_IN_SPACE_ATTR, trials)))
 
 
 def holds_claim(trial: FrozenTrial) -> bool:

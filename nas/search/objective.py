@@ -69,10 +69,12 @@ class Objective:
         evaluator: Evaluator,
         memory_objective: bool,
         target: int | None = None,
+        screens: bool = True,
     ) -> None:
         self.space, self.budgets, self.latency_fn = space, budgets, latency_fn
         self.dtype_bytes, self.evaluator, self.memory_objective = dtype_bytes, evaluator, memory_objective
         self.target = target  # the study's evaluations (N); None: no claim, every candidate is evaluated
+        self.screens = screens  # False when every feasible network of the space is evaluated anyway
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         mark_worker(trial)
@@ -87,7 +89,8 @@ class Objective:
         source = _earlier_result(trial, arch.arch_id)
         if source is not None:
             return self._reuse(trial, source, measured)
-        self._guarded(trial, arch, self.evaluator.screen)
+        if self.screens:
+            self._guarded(trial, arch, self.evaluator.screen)
         if self.target is not None and not claim_evaluation(trial, self.target):
             set_outcome(
                 trial, "SURPLUS", f"the study's {self.target} evaluations are taken (done or under way); not evaluated"

@@ -29,7 +29,11 @@ def render_report(
     front: list[ParetoPoint],
     baseline: dict | None,
     extra: dict[str, Any],
+    space_note: tuple[int, int | None] | None = None,
 ) -> str:
+    """``space_note``: the study's target evaluations and, when the space was enumerated, its feasible networks
+    (None: the target is ``settings.trials``)."""
+    target, feasible_in_space = space_note or (settings.trials, None)
     task = str(extra.get("task", "classification"))
     value_name = first_objective_label(task=task, mode=settings.mode, proxy=settings.proxy)
     lines = [
@@ -39,8 +43,8 @@ def render_report(
         "",
         f"    {settings_command(settings)}",
         "",
-        *_settings_section(settings, extra, task),
-        *_trials_section(rows, settings),
+        *_settings_section(settings, extra, task, feasible_in_space),
+        *_trials_section(rows, target),
         "## Pareto front",
         "",
         *_pareto_table(
@@ -54,7 +58,9 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def _settings_section(settings: SearchSettings, extra: dict[str, Any], task: str) -> list[str]:
+def _settings_section(
+    settings: SearchSettings, extra: dict[str, Any], task: str, feasible_in_space: int | None
+) -> list[str]:
     dtype = settings_dtype(extra)
     rows = [
         ("space", settings.space),
@@ -66,10 +72,18 @@ def _settings_section(settings: SearchSettings, extra: dict[str, Any], task: str
         ("objectives", ", ".join(_objectives(settings, task))),
         ("budgets", settings.budgets.describe()),
         ("peak memory data type", dtype),
-        ("target evaluations (--trials)", settings.trials),
+        ("target evaluations (--trials)", _target(settings.trials, feasible_in_space)),
         ("seed", settings.seed),
     ]
     return ["## Settings", "", "| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+
+
+def _target(trials: int, feasible_in_space: int | None) -> str:
+    if feasible_in_space is None:
+        return str(trials)
+    if feasible_in_space <= trials:
+        return f"{feasible_in_space} of {trials} asked: the space holds only {feasible_in_space} feasible networks"
+    return f"{trials} (the space holds {feasible_in_space:,} feasible networks)"
 
 
 def settings_dtype(extra: dict[str, Any]) -> str:
@@ -106,7 +120,7 @@ def _objectives(settings: SearchSettings, task: str) -> list[str]:
     return [first, "minimise latency_ms"] + (["minimise peak memory"] if settings.memory_objective else [])
 
 
-def _budget_line(rows: list[TrialRow], settings: SearchSettings) -> str:
+def _budget_line(rows: list[TrialRow], target: int) -> str:
     """What the study paid for (evaluations) and what it proposed for free."""
     proposals = [r for r in rows if r.state not in ("SURPLUS", "RUNNING", "WAITING")]
     evaluated = sum(r.evaluated for r in proposals)
@@ -117,13 +131,13 @@ def _budget_line(rows: list[TrialRow], settings: SearchSettings) -> str:
     trained = sum(r.trained and r.evaluated for r in proposals)
     per = f"{len(proposals) / evaluated:.1f}" if evaluated else "n/a"
     return (
-        f"Budget: {evaluated} of {settings.trials} evaluations ({trained} trained) from {len(proposals)} proposals "
+        f"Budget: {evaluated} of {target} evaluations ({trained} trained) from {len(proposals)} proposals "
         f"({per} per evaluation); free proposals: {infeasible} infeasible, {screened} screened, "
         f"{duplicates} duplicates."
     )
 
 
-def _trials_section(rows: list[TrialRow], settings: SearchSettings) -> list[str]:
+def _trials_section(rows: list[TrialRow], target: int) -> list[str]:
     counts = Counter(row.state for row in rows)
     listed = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts[s])
     trained = [row for row in rows if row.trained]
@@ -134,7 +148,7 @@ def _trials_section(rows: list[TrialRow], settings: SearchSettings) -> list[str]
         "## Trials",
         "",
         f"{len(rows)} trials: {listed or 'none'}.",
-        _budget_line(rows, settings),
+        _budget_line(rows, target),
         f"Trained candidates that break a budget: {breaking} of {len(trained)} ({share}).",
         f"Trial time: {sum(finished):.0f} s in total.",
         "",

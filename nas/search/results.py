@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from nas.search.budgets import SearchError
+from nas.search.counting import FEASIBLE_IN_SPACE_ATTR, evaluation_target
 from nas.search.plots import plot_pareto
 from nas.search.records import (
     CSV_COLUMNS,
@@ -70,10 +71,16 @@ def write_results(
     task = str(extra.get("task", "classification"))
     _write_text(folder / "trials.csv", _csv(rows, task))
     _write_pareto(folder, front, settings, baseline, extra.get("parallelism_factor"), task)
-    _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra))
+    space_note = _space_note(study, settings)
+    _write_text(folder / "report.md", render_report(settings, rows, front, baseline, extra, space_note))
     if plot:
         plot_pareto(folder / "pareto.png", rows, front, settings, baseline, task=task)
     return front
+
+
+def _space_note(study: optuna.Study, settings: SearchSettings) -> tuple[int, int | None]:
+    """(the study's target evaluations, the feasible networks of its space when it was enumerated)."""
+    return evaluation_target(study, settings.trials), study.user_attrs.get(FEASIBLE_IN_SPACE_ATTR)
 
 
 def _csv(rows: list[TrialRow], task: str) -> str:

@@ -3,6 +3,7 @@
 settings -> space (at the device's P) -> data -> budgets reachable?
          -> storage + study (resume: interrupted trials failed and retried once)
          -> evaluator (zeroshot | multishot | hybrid) -> baseline, once per study
+         -> a space that holds only K <= `trials` feasible networks: all K queued, the target is K
          -> study.optimize(Objective) until the study holds `trials` evaluations (proposals that break a budget,
             duplicates and screened candidates are free), or too many proposals per evaluation
          -> results/<study>/: trials.csv, pareto.json + pareto/*.yaml, pareto.png, report.md
@@ -11,6 +12,7 @@ settings -> space (at the device's P) -> data -> budgets reachable?
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,8 +25,25 @@ from optuna.storages import BaseStorage
 
 from nas.datasets import Dataset
 from nas.dense_datasets import DenseDataset
-from nas.search.budgets import Budgets, LatencyFn, SearchError, check_reachable, measure, spread_feasible_archs
-from nas.search.counting import POLL_S, Tally, holds_claim, may_go_on, proposals_exhausted, tally
+from nas.search.budgets import (
+    Budgets,
+    LatencyFn,
+    SearchError,
+    check_reachable,
+    every_feasible_arch,
+    measure,
+    spread_feasible_archs,
+)
+from nas.search.counting import (
+    FEASIBLE_IN_SPACE_ATTR,
+    POLL_S,
+    Tally,
+    evaluation_target,
+    holds_claim,
+    may_go_on,
+    proposals_exhausted,
+    tally,
+)
 from nas.search.modes import DataCache, Evaluator, make_evaluator
 from nas.search.objective import CandidateFailed, Objective
 from nas.search.results import BASELINE_ATTR, ParetoPoint, check_writable, write_results
@@ -192,7 +211,7 @@ def run_with_latency_fn(
     storage = storages[0]
     try:
         reference = _feasible_sampler(space, settings.budgets, latency_fn, dtype_bytes, settings.seed)
-        _queue_known(study, space, settings, warm_start, reference)
+        _queue_known(study, settings, context, warm_start, reference)
         evaluator = make_evaluator(settings, data, fidelity, reference, latency_fn)
         evaluator.prepare(study)
         if settings.baseline and BASELINE_ATTR not in study.user_attrs:
@@ -204,7 +223,8 @@ def run_with_latency_fn(
             dtype_bytes=dtype_bytes,
             evaluator=evaluator,
             memory_objective=settings.memory_objective,
-            target=settings.trials,
+            target=evaluation_target(study, settings.trials),
+            screens=not whole_space_queued(study, settings),
         )
         extra = {"dtype_bytes": dtype_bytes, "parallelism_factor": parallelism_factor, "task": space.task}
         _optimize(study, storage, objective, settings, extra, progress)
@@ -240,19 +260,54 @@ def _open_studies(
 
 def _queue_known(
     study: optuna.Study,
-    space: SearchSpace,
     settings: SearchSettings,
+    context: ProposalContext,
     warm_start: Sequence[ArchConfig],
     reference: Callable[[int], list[ArchConfig]],
 ) -> None:
-    """Warm-start architectures first; a new study under budgets starts from feasible random ones."""
+    """Warm-start architectures first; then the whole space when it holds no more than N feasible networks, or else,
+    in a new study under budgets, feasible random ones."""
     fresh = not study.trials
+    space = context.space
     if warm_start:
         enqueue_archs(study, space, warm_start, source="warm start")
+    if FEASIBLE_IN_SPACE_ATTR not in study.user_attrs and _queue_whole_space(study, settings, context):
+        return
     if fresh and settings.feasible_start and settings.budgets.any() and settings.strategy != "random":
         # No more than the study will run: the rest would be left WAITING once the target is reached.
         count = min(population_size_of(settings), settings.trials)
         enqueue_archs(study, space, reference(count), source="feasible start, spread in latency")
+
+
+def _queue_whole_space(study: optuna.Study, settings: SearchSettings, context: ProposalContext) -> bool:
+    """Enumerate a small space; when it holds K <= N feasible networks, queue every one not yet evaluated and make
+    K the study's target (a sampler would otherwise propose duplicates until the proposals run out). Records K on
+    the study either way; True when the whole space was queued."""
+    space, budgets = context.space, context.budgets
+    feasible = every_feasible_arch(space, budgets, context.latency_fn, dtype_bytes=context.dtype_bytes)
+    if feasible is None:
+        return False
+    study.set_user_attr(FEASIBLE_IN_SPACE_ATTR, len(feasible))
+    if len(feasible) > settings.trials:
+        logger.info("%s holds %d feasible networks under %s", space.source, len(feasible), budgets.describe())
+        return False
+    seen = {t.user_attrs.get("arch_id") for t in study.get_trials(deepcopy=False)}
+    enqueue_archs(study, space, [a for a in feasible if a.arch_id not in seen], source="the whole feasible space")
+    logger.warning(
+        "%s holds only %d distinct networks within the budgets %s: all are evaluated, and the search ends after "
+        "%d evaluations instead of %d",
+        space.source,
+        len(feasible),
+        budgets.describe(),
+        len(feasible),
+        settings.trials,
+    )
+    return True
+
+
+def whole_space_queued(study: optuna.Study, settings: SearchSettings) -> bool:
+    """True when the study evaluates every feasible network of its space (no screening then: all of them train)."""
+    return study.user_attrs.get(FEASIBLE_IN_SPACE_ATTR, math.inf) <= settings.trials
 
 
 def _plain_storage(settings: SearchSettings, storage):
@@ -338,14 +393,14 @@ def _evaluate_baseline(
     )
 
 
-def exhausted(counts: Tally, settings: SearchSettings) -> bool:
-    return counts.evaluated < settings.trials and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
+def exhausted(counts: Tally, target: int, settings: SearchSettings) -> bool:
+    return counts.evaluated < target and proposals_exhausted(counts, settings.max_proposals_per_evaluation)
 
 
 def _raise_if_exhausted(result: SearchResult) -> None:
     study, settings = result.study, result.settings
     counts = tally(study.get_trials(deepcopy=False))
-    if exhausted(counts, settings):
+    if exhausted(counts, evaluation_target(study, settings.trials), settings):
         raise ProposalsExhausted(
             f"search {settings.study!r} stopped after {counts.proposals:,} proposals for {counts.evaluated} of "
             f"{settings.trials} evaluations ({counts.infeasible:,} infeasible, {counts.duplicates:,} duplicates, "
@@ -363,11 +418,12 @@ def go_on(study: optuna.Study, storage, settings: SearchSettings, recover: Calla
     architectures queued earlier (the feasible start); past the target those
     are recorded as SURPLUS, unevaluated, and the retry is evaluated.
     """
-    if exhausted(tally(study.get_trials(deepcopy=False)), settings):
+    target = evaluation_target(study, settings.trials)
+    if exhausted(tally(study.get_trials(deepcopy=False)), target, settings):
         return False
     return may_go_on(
         study,
-        target=settings.trials,
+        target=target,
         recover=recover or (lambda: recover_interrupted(study, storage)),
         # A journal file has no heartbeat: a worker lost on another machine leaves its trial RUNNING for good.
         max_wait_s=None if isinstance(storage, optuna.storages.RDBStorage) else JOURNAL_MAX_WAIT_S,
@@ -379,7 +435,8 @@ def _optimize(
 ) -> None:
     if not go_on(study, storage, settings):
         counts = tally(study.get_trials(deepcopy=False)).describe()
-        logger.info("study %r (%s of %d): no trial for this worker", settings.study, counts, settings.trials)
+        target = evaluation_target(study, settings.trials)
+        logger.info("study %r (%s of %d): no trial for this worker", settings.study, counts, target)
         return
     callbacks = _Callbacks(study, storage, settings, extra, progress)
     try:
@@ -395,7 +452,8 @@ class _Callbacks:
     def __init__(self, study: optuna.Study, storage, settings: SearchSettings, extra: dict, progress: bool) -> None:
         self.storage, self.settings, self.extra = storage, settings, extra
         self.last_plot = self.last_write = self.last_recover = time.monotonic()
-        self.bar = _progress_bar(settings, tally(study.get_trials(deepcopy=False)).evaluated) if progress else None
+        done = tally(study.get_trials(deepcopy=False)).evaluated
+        self.bar = _progress_bar(settings, evaluation_target(study, settings.trials), done) if progress else None
         self.best = "best: none feasible yet"
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -433,11 +491,11 @@ class _Callbacks:
             self.bar.close()
 
 
-def _progress_bar(settings: SearchSettings, done: int):
+def _progress_bar(settings: SearchSettings, target: int, done: int):
     from tqdm.auto import tqdm
 
     desc = f"search {settings.study}"
-    return tqdm(total=settings.trials, initial=done, desc=desc, unit="eval", dynamic_ncols=True)
+    return tqdm(total=target, initial=done, desc=desc, unit="eval", dynamic_ncols=True)
 
 
 def _counts_so_far(counts: Tally) -> str:
