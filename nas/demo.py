@@ -7,10 +7,13 @@ Reads top to bottom like the pipeline it runs:
      predict the baseline's latency, subgraph by subgraph;
   4. search the combined space (channels aligned to P, depth multiplier,
      IBN or fused IBN per stage) with Optuna, scored by that estimator;
-  5. deploy the fastest accurate Pareto network: train it, export to ONNX,
-     compile with TVM for this CPU, and run the artifact on test images;
-  6. compare it with the baseline: latency cut, and test accuracy after the same training.
-Steps 4-5 go through the `edgenas` command line, exactly as a user types it.
+  5. final-train the fastest Pareto networks at the baseline's search accuracy
+     with the baseline's recipe, fastest first, until one holds the baseline's
+     validation accuracy (the test images play no part in the choice);
+  6. deploy it: export to ONNX, compile with TVM for this CPU, and run the
+     artifact on test images;
+  7. compare it with the baseline: latency cut, and test accuracy after the same training.
+Steps 4 and 6 go through the `edgenas` command line, exactly as a user types it.
 Every figure printed comes from this run.
 """
 
@@ -23,12 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from deploy.artifact import MANIFEST
 from nas.cli import main as edgenas
 from nas.cli.common import human_bytes
 from nas.datasets import load_dataset
-from nas.training import TrainConfig, train_arch
+from nas.training import TrainConfig, TrainResult, train_arch
 from search_spaces import (
     SHIPPED_SPACES,
     ArchConfig,
@@ -50,6 +54,7 @@ LATENCY_BUDGET_FRACTION = 0.85
 MAX_PARAMS = 600_000
 ISO_ACCURACY_POINTS = 0.5  # "accuracy held": the test accuracy is within this many points of the baseline's
 ACCURACY_SLACK = 0.02  # no Pareto network reaches the baseline: deploy the fastest within 2 points of the best
+FINAL_TRAININGS = 3  # at most this many candidates are final-trained (a 5-epoch digits training: ~10-20 s each)
 DIST = Path("dist/demo")
 
 
@@ -68,7 +73,7 @@ def validate_spaces() -> None:
         print(f"{'':10s} e.g. {archs[0].block_string()}")
 
 
-def train_baseline(epochs: int) -> float:
+def train_baseline(epochs: int) -> TrainResult:
     step(f"2. Baseline: train {epochs} epochs on digits")
     arch = baseline_arch()
     counts = count_arch(arch)
@@ -83,7 +88,7 @@ def train_baseline(epochs: int) -> float:
     print(
         f"  test accuracy           {result.test_accuracy:.4f} (val {result.val_accuracy:.4f}, {result.seconds:.1f} s)"
     )
-    return result.test_accuracy
+    return result
 
 
 def estimate_baseline() -> float:
@@ -113,33 +118,61 @@ def search(baseline_ms: float) -> Path:
     return Path("results") / STUDY
 
 
-def pick_winner(study_dir: Path) -> tuple[Path, float]:
-    """The fastest Pareto network at the baseline's validation accuracy (iso-accuracy), and the baseline's latency."""
+def candidates(study_dir: Path) -> list[dict]:
+    """The Pareto networks at the baseline's search accuracy (iso-accuracy), fastest first; when none reaches it,
+    those within ``ACCURACY_SLACK`` of the best."""
     document = json.loads((study_dir / "pareto.json").read_text())
     pareto, baseline = document["pareto"], document["baseline"]
     matching = [p for p in pareto if baseline is not None and p["value"] >= baseline["value"]]
     if matching:
         fast = min(matching, key=lambda p: p["latency_ms"])
-        cut = 1 - fast["latency_ms"] / baseline["latency_ms"]
         print(
             f"iso-accuracy: val acc {fast['value']:.4f} >= baseline's {baseline['value']:.4f} at "
             f"{fast['latency_ms']:.4f} ms vs {baseline['latency_ms']:.4f} ms on {DEVICE}: the search cuts latency "
-            f"by {cut:.0%}"
+            f"by {1 - fast['latency_ms'] / baseline['latency_ms']:.0%} ({len(matching)} such Pareto networks)"
         )
     else:
         best = max(point["value"] for point in pareto)
-        fast = min((p for p in pareto if p["value"] >= best - ACCURACY_SLACK), key=lambda p: p["latency_ms"])
-        print(f"no Pareto network reaches the baseline's val acc; deploying the fastest within {ACCURACY_SLACK:.0%}")
-    cut = 1 - fast["latency_ms"] / baseline["latency_ms"] if baseline is not None else float("nan")
-    return study_dir / "pareto" / f"{fast['arch_id']}.yaml", cut
+        matching = [p for p in pareto if p["value"] >= best - ACCURACY_SLACK]
+        print(f"no Pareto network reaches the baseline's val acc; the fastest within {ACCURACY_SLACK:.0%} go on")
+    for point in matching:
+        point["arch_file"] = study_dir / "pareto" / f"{point['arch_id']}.yaml"
+        point["cut"] = 1 - point["latency_ms"] / baseline["latency_ms"] if baseline is not None else float("nan")
+    return sorted(matching, key=lambda p: p["latency_ms"])
 
 
-def deploy(arch_file: Path, epochs: int) -> float | None:
-    """Train the winner as the baseline was trained, deploy and run it; its test accuracy."""
-    step("5. Deploy: train, export to ONNX, compile with TVM for this CPU, run")
+def final_train(points: list[dict], baseline: TrainResult, epochs: int) -> tuple[dict, Path]:
+    """Retrain the candidates as the baseline was trained, fastest first, until one's validation accuracy is within
+    ``ISO_ACCURACY_POINTS`` of the baseline's (else the most accurate tried); that one and its weights file."""
+    step(f"5. Final training: the fastest candidates, {epochs} epochs each, until one holds the baseline's val acc")
+    floor = baseline.val_accuracy - ISO_ACCURACY_POINTS / 100
+    print(f"baseline val acc {baseline.val_accuracy:.4f}: a candidate holds it at >= {floor:.4f}")
+    tried = []
+    for point in points[:FINAL_TRAININGS]:
+        arch = ArchConfig.load(point["arch_file"])
+        dataset = load_dataset("digits", resolution=arch.resolution, seed=SEED)
+        model, result = train_arch(arch, dataset, config=TrainConfig(epochs=epochs, seed=SEED))
+        held = result.val_accuracy >= floor
+        print(
+            f"  {arch.arch_id} at {point['latency_ms']:.4f} ms ({point['cut']:.0%} faster): val acc "
+            f"{result.val_accuracy:.4f} ({'holds' if held else 'below'}; {result.seconds:.1f} s)"
+        )
+        tried.append((result.val_accuracy, point, model))
+        if held:
+            break
+    _, point, model = tried[-1] if tried[-1][0] >= floor else max(tried, key=lambda t: t[0])
+    weights = DIST.parent / f"{point['arch_id']}.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights)
+    return point, weights
+
+
+def deploy(arch_file: Path, weights: Path) -> float | None:
+    """Deploy the final-trained winner and run it; its test accuracy."""
+    step("6. Deploy: export to ONNX, compile with TVM for this CPU, run")
     arch = ArchConfig.load(arch_file)
     print(f"winner {arch.arch_id}: {arch.block_string()}")
-    command = ["deploy", "--arch", str(arch_file), "--dataset", "digits", "--epochs", str(epochs)]
+    command = ["deploy", "--arch", str(arch_file), "--weights", str(weights), "--dataset", "digits"]
     # Three minutes of tuning (the default; MetaSchedule's ~1-minute start-up is inside it) keep the demo within 10.
     command += ["--target", "x86_64", "--out", str(DIST), "--tune-minutes", "3"]
     print("$ edgenas " + " ".join(command))
@@ -158,7 +191,7 @@ def deploy(arch_file: Path, epochs: int) -> float | None:
 
 def compare(cut: float, baseline_test: float, winner_test: float | None, epochs: int) -> None:
     """The claim the demo makes, on held-out test images after the same training (not the search's val split)."""
-    step("6. Result")
+    step("7. Result")
     held = winner_test is not None and winner_test >= baseline_test - ISO_ACCURACY_POINTS / 100
     verdict = "accuracy held" if held else "accuracy NOT held"
     print(
@@ -166,6 +199,14 @@ def compare(cut: float, baseline_test: float, winner_test: float | None, epochs:
         f"the same {epochs}-epoch training: {_pct(winner_test)} vs the baseline's {_pct(baseline_test)} "
         f"({verdict}: within {ISO_ACCURACY_POINTS} points)"
     )
+    if winner_test is not None:
+        images = len(load_dataset("digits", resolution=32, seed=SEED).test.y)
+        diff = round((winner_test - baseline_test) * images)
+        more = "more" if diff > 0 else "fewer"
+        print(
+            f"on {images} test images one image is {100 / images:.2f} points: the winner gets {abs(diff)} {more} "
+            "right than the baseline, and another training seed moves either by a few images"
+        )
 
 
 def _pct(value: float | None) -> str:
@@ -179,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         validate_spaces()
-        baseline_test = train_baseline(args.epochs)
-        winner, cut = pick_winner(search(estimate_baseline()))
-        compare(cut, baseline_test, deploy(winner, args.epochs), args.epochs)
+        baseline = train_baseline(args.epochs)
+        winner, weights = final_train(candidates(search(estimate_baseline())), baseline, args.epochs)
+        compare(winner["cut"], baseline.test_accuracy, deploy(winner["arch_file"], weights), args.epochs)
     except EdgeNasError as exc:
         print(f"edgenas demo: error: {exc}", file=sys.stderr)
         return 2
