@@ -12,7 +12,8 @@ Top to bottom:
 3. per variant, selection: the trained candidates whose search validation accuracy is at least the baseline's
    (same recipe) minus 0.5 points, by ascending estimated latency; the first is retrained with the final
    recipe; if its final test accuracy is below the baseline's final test accuracy minus 0.5 points, the next
-   one is tried, up to ``--tries``; when none holds the accuracy, the most accurate one tried is reported as such;
+   one is tried, up to ``--tries`` (default: the 12 final trainings the ceiling may use, so that both get the
+   same); when none holds the accuracy, the most accurate one tried is reported as such;
 4. baseline and winners are measured on the device (a whole-network simulation or a real run);
 5. per variant, the iso-accuracy ceiling (:mod:`benchmarks._ceiling`): of 3,000 random networks of the space,
    the 30 fastest by estimate are measured and the 12 fastest by measured latency are final-trained in ascending
@@ -103,7 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", required=True, help="latency_estimator device, e.g. sim-npu-p32, cpu-ort")
     parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist"])
     parser.add_argument("--quick", action="store_true", help="tiny trials and subsets: proves the pipeline")
-    parser.add_argument("--tries", type=int, default=2, help="final trainings per variant at most")
+    parser.add_argument(
+        "--tries",
+        type=int,
+        default=CeilingPlan.trained,
+        help="final trainings per variant at most (default: as many as the iso-accuracy ceiling may use)",
+    )
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "ablation")
     parser.add_argument("--out-dir", type=Path, default=REPO / "results")
     parser.add_argument(
@@ -266,7 +272,7 @@ class Context:
     @property
     def command(self) -> str:
         quick = " --quick" if self.args.quick else ""
-        tries = f" --tries {self.args.tries}" if self.args.tries != 2 else ""
+        tries = f" --tries {self.args.tries}" if self.args.tries != CeilingPlan.trained else ""
         device, dataset = self.args.device, self.args.dataset
         return f".venv/bin/python benchmarks/ablation.py --device {device} --dataset {dataset}{quick}{tries}"
 
