@@ -31,8 +31,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from benchmarks._final_training import FinalCache, arch_numbers, estimator
+from benchmarks._final_training import FinalCache, estimator
 from latency_estimator import get_device
+from latency_estimator.evaluation import measure_networks
 from search_spaces import ArchConfig, load_space, shipped_space_path
 
 __all__ = [
@@ -81,7 +82,7 @@ class Ceiling:
     base_measured_ms: float  # the baseline, measured (and cached) with the candidates
     finals: dict[str, dict[str, float]] = field(default_factory=dict)  # arch_id -> final training, those trained
     ceiling: Candidate | None = None
-    numbers: dict[str, float] = field(default_factory=dict)  # the ceiling's `arch_numbers`, measured in this run
+    numbers: dict[str, float] = field(default_factory=dict)  # the ceiling's `arch_numbers`, measured with the winners
 
 
 class MeasuredCache:
@@ -92,12 +93,12 @@ class MeasuredCache:
         self._values: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
     def measure(self, archs: Sequence[ArchConfig]) -> list[float]:
-        missing = [a for a in archs if a.arch_id not in self._values]
+        missing = list({a.arch_id: a for a in archs if a.arch_id not in self._values}.values())
         if missing:
-            device = get_device(self.device)
             logger.info("measuring %d networks on %s", len(missing), self.device)
-            for arch in missing:
-                self._values[arch.arch_id] = float(device.measure_network(arch).latency_ms)
+            # Each the fastest of the device's interleaved passes, as arch_numbers measures the report's networks.
+            timed = measure_networks(get_device(self.device), [(a.arch_id, "ceiling", a) for a in missing])
+            self._values.update({arch_id: float(t.fastest.latency_ms) for arch_id, t in timed.items()})
             self._write()
         return [self._values[a.arch_id] for a in archs]
 
@@ -149,8 +150,9 @@ def find_ceiling(
 ) -> Ceiling:
     """The iso-accuracy ceiling of the shipped ``space`` on ``device`` (see the module docstring).
 
-    ``base`` is measured with the candidates (for their change vs the baseline); the ceiling itself is measured
-    once more with :func:`arch_numbers`, next to the winners, for the report's comparison."""
+    ``base`` is measured with the candidates (for their change vs the baseline); the caller measures the ceiling
+    once more, with the winners and the baseline (:func:`~benchmarks._final_training.arch_numbers`), for the
+    report's comparison."""
     archs = _samples(space, device, plan)
     estimates = estimator(device).predict_many(archs)
     shortlist = [archs[i] for i in fastest(archs, estimates.tolist(), plan.measured)]
@@ -171,8 +173,6 @@ def find_ceiling(
     result.ceiling, _ = first_holding(candidates, test_accuracy, floor=base_test - slack)
     if result.ceiling is None:
         logger.warning("%s: no ceiling found among the %d fastest", variant, len(candidates))
-    else:
-        result.numbers = arch_numbers(result.ceiling.arch, device)
     return result
 
 

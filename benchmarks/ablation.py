@@ -220,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     winners = {
         v: select(v, r, base_attr["value"], base_final["test_accuracy"], cache, args.tries) for v, r in results.items()
     }
-    base_numbers = arch_numbers(base, args.device)
-    for winner in winners.values():
-        if winner is not None:
-            winner.numbers = arch_numbers(winner.arch, args.device)
     plan = QUICK_CEILING if args.quick else CeilingPlan()
     ceilings = ceilings_of(args, plan, cache, base, base_final["test_accuracy"])
+    # Baseline, winners and ceilings measured together, so that their changes compare runs under the same load.
+    measured = [(w, w.arch) for w in winners.values() if w is not None]
+    measured += [(c, c.ceiling.arch) for c in ceilings.values() if c.ceiling is not None]
+    numbers = arch_numbers([base, *(arch for _, arch in measured)], args.device)
+    base_numbers = numbers[base.arch_id]
+    for holder, arch in measured:
+        holder.numbers = numbers[arch.arch_id]
     context = Context(args, tag, search_recipe, final_recipe, base, base_attr, base_final, base_numbers, work, plan)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_trials_csv(args.out_dir / f"ablation-{tag}-trials.csv", results)
@@ -411,7 +414,13 @@ def _selection_note(ctx: Context, winners: dict[str, Winner | None]) -> str:
 
 
 def _measure_kind(device: str) -> str:
-    return "whole-network simulation" if device.startswith("sim-") else "real ONNX Runtime / device run"
+    if device.startswith("sim-"):
+        return "whole-network simulation"
+    passes = get_device(device).network_passes
+    return (
+        f"real runs on this host; baseline, winners and ceilings measured together, each the fastest of "
+        f"{passes.passes} interleaved passes"
+    )
 
 
 def _stage_section(ctx: Context, winners: dict[str, Winner | None]) -> str:
@@ -465,7 +474,8 @@ def _ceiling_section(ctx: Context, winners: dict[str, Winner | None], ceilings: 
         f"{plan.describe()}, with the winners' final recipe. Holds: final test "
         f"accuracy >= the baseline's {100 * base_test:.2f}% - 0.5 points. The ceiling is the first that holds; the "
         "faster candidates before it failed the accuracy. Latency vs baseline of the ceiling and the winner: both "
-        "measured in this run, as in the table above.\n",
+        "measured with the baseline, as in the table above; the candidates were ranked by the cached measurements "
+        "in `ceiling-measured-<device>.json`, the baseline measured with them.\n",
         "| variant | space | distinct sampled | fastest sampled, accuracy aside | ceiling: latency vs baseline "
         "| ceiling test acc % (Δ) | winner: latency vs baseline | winner reaches | published | ceiling |",
         "|---|---|---|---|---|---|---|---|---|---|",

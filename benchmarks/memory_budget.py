@@ -135,7 +135,8 @@ def render(
     final_recipe: FinalRecipe,
     seconds: float,
 ) -> str:
-    b, w = arch_numbers(base, args.device), arch_numbers(arch, args.device)
+    numbers = arch_numbers([base, arch], args.device)
+    b, w = numbers[base.arch_id], numbers[arch.arch_id]
     rows = [
         ("params", f"{b['params']:,}", f"{w['params']:,}", f"{limits[0]:,}", _cut(w["params"], b["params"])),
         (
