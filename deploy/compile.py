@@ -139,7 +139,6 @@ def compile_onnx(
     rpc_tracker: str | None = None,
     rpc_key: str | None = None,
     exec_mode: str = EXEC_MODE,
-    build_threads: int | None = None,
 ) -> CompiledModel:
     """Compile an ONNX model (single input ``input``, N x C x H x W) for ``target`` at batch 1.
 
@@ -152,7 +151,6 @@ def compile_onnx(
     (:mod:`deploy.lowering`); it changes the tasks, so a database tuned without it does not apply.
     ``layout`` is the convolutions' data layout (:mod:`deploy.layout`; None: the target's ``conv_layout``,
     NHWC for x86_64); it changes the tasks too, so a database tuned in another layout does not apply.
-    ``build_threads`` is how many tuning candidates are built at once (None: one per core this process may run on).
     ``exec_mode`` is how the VM runs ``main`` (:data:`EXEC_MODES`; the module docstring says why compiled).
     ``num_threads`` is what tuning measures with here and what the target's ``num-cores`` says. A failed build raises
     :class:`CompileError` with a one-line summary and writes the full log to ``work_dir/build.log``.
@@ -164,9 +162,7 @@ def compile_onnx(
     proto = load_onnx(model)
     input_shape = batch1_shape(proto)
     tvm_target = deploy_target.resolve(num_threads=num_threads)
-    measurer = Measurer(
-        num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker, build_threads=build_threads
-    )
+    measurer = Measurer(num_threads=num_threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key, linker=linker)
     budget = None
     if tuning_trials > 0:
         budget = TuningBudget(trials=tuning_trials, minutes=tune_minutes, weighting=tuning_weighting)

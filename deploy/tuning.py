@@ -152,7 +152,7 @@ def _run_tuner(
         tempfile.TemporaryDirectory(prefix="edgenas-candidates-") as scratch,
         runner(measurer) as candidate_runner,
     ):
-        builder = in_process_builder(Path(scratch), measurer)
+        builder = in_process_builder(Path(scratch), measurer.linker)
         cost_model = ms.cost_model.XGBModel(adaptive_training=True)
         seeds = np.random.RandomState(seed=seed).randint(1, 2**30, size=1 + max(i for i, _, _ in todo)).tolist()
         tasks = {index: task for index, task, _ in todo}

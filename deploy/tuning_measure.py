@@ -3,9 +3,7 @@
 Candidates are built in this process rather than in MetaSchedule's popen
 builder: each of its builder workers imports ``tvm.s_tir.tensor_intrin``,
 which takes 20-40 s per batch of candidates on this machine, while building
-a candidate takes 0.1-0.6 s. They are built on one thread per core this
-process may run on: TVM's lowering and LLVM release the GIL, and building was
-a third of a tuning round's time on one thread. Candidates are measured by MetaSchedule's local
+a candidate takes ~0.1 s. Candidates are measured by MetaSchedule's local
 runner (a worker process) with ``num_threads`` TVM threads, or on a board
 through MetaSchedule's RPC runner (libraries linked with the target's cross
 compiler).
@@ -17,7 +15,6 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +33,6 @@ class Measurer:
     rpc_tracker: str | None = None  # HOST:PORT
     rpc_key: str | None = None
     linker: str | None = None  # cross compiler for the board's libraries; None: this host's
-    build_threads: int | None = None  # candidates built at once; None: one per core this process may run on
 
 
 @contextmanager
@@ -57,35 +53,33 @@ def runner(measurer: Measurer) -> Iterator[Any]:
     yield ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
 
 
-def in_process_builder(scratch: Path, measurer: Measurer) -> Any:
+def in_process_builder(scratch: Path, linker: str | None) -> Any:
     """A MetaSchedule builder that builds candidates in this process, into folders under ``scratch``."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import default_build
     from tvm.support import cc
 
-    fcompile = cc.cross_compiler(measurer.linker) if measurer.linker else None
-    threads = measurer.build_threads or len(os.sched_getaffinity(0))  # ``taskset`` narrows the default
-
-    def build_one(build_input: Any) -> Any:
-        try:
-            module = default_build(build_input.mod, build_input.target, None)
-            # One folder per candidate: the runners' cleanup removes the artifact's folder.
-            path = Path(tempfile.mkdtemp(dir=scratch)) / "candidate.so"
-            module.export_library(str(path), fcompile=fcompile)
-            return BuilderResult(str(path), None)
-        # A candidate schedule can fail in any pass or in LLVM, each raising its own
-        # exception type; MetaSchedule records the failure and moves on.
-        except Exception as exc:  # noqa: BLE001
-            return BuilderResult(None, f"in-process build failed: {exc}")
+    fcompile = cc.cross_compiler(linker) if linker else None
 
     @derived_object
     class InProcessBuilder(PyBuilder):
         def build(self, build_inputs: list) -> list:
-            # The filter is process-wide, so it is set here, once, not in each thread.
-            with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=threads) as pool:
-                warnings.simplefilter("ignore", DeprecationWarning)  # default_build calls tvm.build
-                return list(pool.map(build_one, build_inputs))
+            results = []
+            for build_input in build_inputs:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)  # default_build calls tvm.build
+                        module = default_build(build_input.mod, build_input.target, None)
+                    # One folder per candidate: the runners' cleanup removes the artifact's folder.
+                    path = Path(tempfile.mkdtemp(dir=scratch)) / "candidate.so"
+                    module.export_library(str(path), fcompile=fcompile)
+                    results.append(BuilderResult(str(path), None))
+                # A candidate schedule can fail in any pass or in LLVM, each raising its own
+                # exception type; MetaSchedule records the failure and moves on.
+                except Exception as exc:  # noqa: BLE001
+                    results.append(BuilderResult(None, f"in-process build failed: {exc}"))
+            return results
 
     return InProcessBuilder()
 
