@@ -14,7 +14,8 @@ Top to bottom:
    recipe; if its final test accuracy is below the baseline's final test accuracy minus 0.5 points, the next
    one is tried, up to ``--tries`` (default: the 12 final trainings the ceiling may use, so that both get the
    same); when none holds the accuracy, the most accurate one tried is reported as such;
-4. baseline and winners are measured on the device (a whole-network simulation or a real run);
+4. baseline, winners and ceilings (step 5) are measured on the device together, after step 5 (a whole-network
+   simulation, or the fastest of a timed device's interleaved passes);
 5. per variant, the iso-accuracy ceiling (:mod:`benchmarks._ceiling`): of 3,000 random networks of the space,
    the 30 fastest by estimate are measured and the 12 fastest by measured latency are final-trained in ascending
    latency, with the same final recipe, until one holds the baseline's final test accuracy minus 0.5 points;
