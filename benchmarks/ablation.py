@@ -120,7 +120,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="final trainings and ceiling measurements (default: results/ablation-state, "
         "with --quick <work-dir>/quick-state)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tries < 1:
+        parser.error(f"--tries must be at least 1, but got {args.tries}")
+    return args
 
 
 def state_dir(args: argparse.Namespace) -> Path:
