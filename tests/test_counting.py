@@ -41,8 +41,8 @@ def started(study: optuna.Study) -> optuna.Trial:
 def test_a_claim_read_first_keeps_its_evaluation_whatever_the_trial_numbers(study):
     add_evaluation(study)
     first, second = started(study), started(study)
-    assert claim_evaluation(second, target=2)
-    assert not claim_evaluation(first, target=2)  # the lower number claimed last: the study holds 2 already
+    assert claim_evaluation(second, target=2) is None
+    assert claim_evaluation(first, target=2) is not None  # the lower number claimed last: the study holds 2 already
     trials = study.get_trials()
     assert not holds_claim(trials[first.number]) and holds_claim(trials[second.number])
     assert committed(trials) == 2
@@ -51,9 +51,22 @@ def test_a_claim_read_first_keeps_its_evaluation_whatever_the_trial_numbers(stud
 def test_claims_made_at_once_never_take_the_study_past_its_target(study):
     first, second = started(study), started(study)
     first.set_user_attr(CLAIM_ATTR, True)  # written, not yet read back
-    assert not claim_evaluation(second, target=1)  # sees the other claim: backs off, withdrawing its own
-    assert claim_evaluation(first, target=1)  # reads back: the other claim is withdrawn
+    assert claim_evaluation(second, target=1) is not None  # sees the other claim: backs off, withdrawing its own
+    assert claim_evaluation(first, target=1) is None  # reads back: the other claim is withdrawn
     assert committed(study.get_trials()) == 1
+
+
+def test_two_workers_claiming_one_architecture_evaluate_it_once(study):
+    first, second = started(study), started(study)
+    for trial in (first, second):
+        trial.set_user_attr("arch_id", "same")  # proposed at once: neither finished when the other looked
+    assert claim_evaluation(first, target=5) is None
+    refusal = claim_evaluation(second, target=5)
+    assert refusal is not None and f"same architecture as trial {first.number}" in refusal
+    assert committed(study.get_trials()) == 1
+    other = started(study)
+    other.set_user_attr("arch_id", "another")
+    assert claim_evaluation(other, target=5) is None
 
 
 def interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -64,14 +77,14 @@ def interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
 def test_a_retry_always_gets_its_evaluation_and_is_owed_one_while_queued(study):
     add_evaluation(study)
     interrupted, newcomer = started(study), started(study)
-    assert claim_evaluation(interrupted, target=2)
+    assert claim_evaluation(interrupted, target=2) is None
     interrupt(study, interrupted)
     assert pending_retries(study.get_trials()) == 1
-    assert not claim_evaluation(newcomer, target=2)  # the queued retry takes the second evaluation
+    assert claim_evaluation(newcomer, target=2) is not None  # the queued retry takes the second evaluation
     # While the retry waits, a worker goes on (to run it), even with the target reached.
     assert may_go_on(study, target=1, recover=lambda: None)
     retry = study.ask()  # Optuna runs the queued retry first
-    assert retry.params == interrupted.params and claim_evaluation(retry, target=1)  # even past the target
+    assert retry.params == interrupted.params and claim_evaluation(retry, target=1) is None  # even past the target
 
 
 def dead_worker() -> dict[str, object]:
@@ -85,7 +98,7 @@ def dead_worker() -> dict[str, object]:
 def test_a_worker_waiting_for_a_dead_workers_claim_runs_its_retry(study):
     add_evaluation(study)
     orphan = started(study)
-    assert claim_evaluation(orphan, target=2)
+    assert claim_evaluation(orphan, target=2) is None
     orphan.set_user_attr(WORKER_ATTR, dead_worker())
     # The orphan's claim fills the target: without the liveness check this worker would wait, then stop short.
     assert may_go_on(study, target=2, recover=lambda: recover_interrupted(study, study._storage), max_wait_s=60)
@@ -96,7 +109,7 @@ def test_a_worker_waiting_for_a_dead_workers_claim_runs_its_retry(study):
 def test_a_worker_waits_for_other_workers_claimed_trials_and_stops_when_they_fill_the_target(study):
     add_evaluation(study)
     other = started(study)
-    assert claim_evaluation(other, target=2)
+    assert claim_evaluation(other, target=2) is None
 
     def finish() -> None:
         other.set_user_attr("outcome", "COMPLETE")
@@ -116,5 +129,5 @@ def test_a_worker_goes_on_when_the_claims_fall_short_and_gives_up_waiting_after_
     assert may_go_on(study, target=2, recover=lambda: None)
     assert not may_go_on(study, target=1, recover=lambda: None)
     lost = started(study)  # a worker on another machine, lost mid-evaluation: a journal file never notices
-    assert claim_evaluation(lost, target=2)
+    assert claim_evaluation(lost, target=2) is None
     assert not may_go_on(study, target=2, recover=lambda: None, max_wait_s=0.2, poll_s=0.05)

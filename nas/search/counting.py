@@ -20,8 +20,9 @@ Exactly N with many workers on one study (journal file, SQLite, PostgreSQL):
 * a worker about to evaluate first records a claim on its trial
   (:func:`claim_evaluation`) and reads the study back; when the evaluations
   finished, claimed by other running trials, or owed to interrupted trials'
-  retries already fill N, it withdraws the claim and the trial is recorded
-  as SURPLUS, unevaluated and free. This is the only place a trial is
+  retries already fill N, or another trial has evaluated or claimed the same
+  architecture (two workers proposing it at once), it withdraws the claim and
+  the trial is recorded as SURPLUS, unevaluated and free. This is the only place a trial is
   refused its evaluation;
 * after every trial, a worker asks :func:`may_go_on`: it goes on while the
   evaluations finished or claimed are short of N, or a retry waits; when
@@ -161,27 +162,33 @@ def pending_retries(trials: Iterable[FrozenTrial]) -> int:
     return waiting + sum(_just_interrupted(t, now) and t.number not in retried for t in trials)
 
 
+def _committed(trial: FrozenTrial) -> bool:
+    """An evaluation finished or under way: a running trial holding a claim, or a running retry (a retry always
+    gets its evaluation, and is seen before it has written its claim)."""
+    running = trial.state == TrialState.RUNNING
+    return counts_toward_budget(trial) or (running and (holds_claim(trial) or _is_retry(trial)))
+
+
 def committed(trials: Iterable[FrozenTrial]) -> int:
-    """Evaluations finished plus those under way: running trials holding a claim, and running retries (a retry
-    always gets its evaluation, and is seen before it has written its claim)."""
-    return sum(
-        counts_toward_budget(t) or (t.state == TrialState.RUNNING and (holds_claim(t) or _is_retry(t))) for t in trials
-    )
+    """Evaluations finished plus those under way."""
+    return sum(map(_committed, trials))
 
 
-def claim_evaluation(trial: optuna.Trial, target: int) -> bool:
-    """Claim one of the study's ``target`` evaluations for ``trial``; False (claim withdrawn) when all are taken.
+def claim_evaluation(trial: optuna.Trial, target: int) -> str | None:
+    """Claim one of the study's ``target`` evaluations for ``trial``: None when it holds, otherwise the reason
+    it was withdrawn (all evaluations taken, or the same architecture evaluated or under way on another trial).
 
     The retry of an interrupted trial always gets its evaluation: the one it
     replaces never counted, and a resumed run gives every interrupted
     architecture its retry even when the target is reached.
 
-    The claim is written first, then the study is read back: evaluations
-    finished, the other running trials' claims (whatever their number) and
-    the queued retries. Of several claims made at once, the one read last
-    sees all the others, so the claims that go on never take the study past
-    ``target``; two that see each other both back off, and their workers
-    propose again.
+    The claim is written first (after the trial's ``arch_id``), then the study
+    is read back: evaluations finished, the other running trials' claims
+    (whatever their number) and the queued retries. Of several claims made at
+    once, the one read last sees all the others, so the claims that go on
+    never take the study past ``target`` and never evaluate one architecture
+    twice; two that see each other both back off, and their workers propose
+    again.
     """
     trial.set_user_attr(CLAIM_ATTR, True)
     others = []
@@ -189,11 +196,17 @@ def claim_evaluation(trial: optuna.Trial, target: int) -> bool:
         if other.number != trial.number:
             others.append(other)
         elif _is_retry(other):
-            return True
-    if committed(others) + pending_retries(others) < target:
-        return True
+            return None
+    arch_id = trial.user_attrs.get("arch_id")
+    twin = next((t for t in others if arch_id and t.user_attrs.get("arch_id") == arch_id and _committed(t)), None)
+    if twin is not None:
+        reason = f"same architecture as trial {twin.number}, evaluated or under way on another worker"
+    elif committed(others) + pending_retries(others) >= target:
+        reason = f"the study's {target} evaluations are taken (done or under way)"
+    else:
+        return None
     trial.set_user_attr(CLAIM_ATTR, False)  # so that claims made meanwhile do not count it
-    return False
+    return reason + "; not evaluated"
 
 
 def may_go_on(

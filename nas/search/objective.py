@@ -16,8 +16,8 @@ goes on. The same architecture proposed again reuses the earlier result
 Budget breakers, duplicates and screened candidates are free proposals; only
 an evaluation counts toward the study's N (:mod:`nas.search.counting`). A
 candidate that passes the screen claims an evaluation first; when the study
-(all workers together) already holds N, it is recorded as SURPLUS, unevaluated
-and free (:func:`nas.search.counting.claim_evaluation`).
+(all workers together) already holds N, or another worker has claimed the same
+architecture meanwhile, it is recorded as SURPLUS, unevaluated and free (:func:`nas.search.counting.claim_evaluation`).
 """
 
 from __future__ import annotations
@@ -91,10 +91,9 @@ class Objective:
             return self._reuse(trial, source, measured)
         if self.screens:
             self._guarded(trial, arch, self.evaluator.screen)
-        if self.target is not None and not claim_evaluation(trial, self.target):
-            set_outcome(
-                trial, "SURPLUS", f"the study's {self.target} evaluations are taken (done or under way); not evaluated"
-            )
+        refusal = None if self.target is None else claim_evaluation(trial, self.target)
+        if refusal is not None:
+            set_outcome(trial, "SURPLUS", refusal)
             raise optuna.TrialPruned("surplus")  # free; the run's callback decides whether the worker goes on
         value = self._guarded(trial, arch, self.evaluator.evaluate)
         set_outcome(trial, "COMPLETE")
