@@ -22,8 +22,8 @@ Exactly N with many workers on one study (journal file, SQLite, PostgreSQL):
   finished, claimed by other running trials, or owed to interrupted trials'
   retries already fill N, or another trial has evaluated or claimed the same
   architecture (two workers proposing it at once), it withdraws the claim and
-  the trial is recorded as SURPLUS, unevaluated and free. This is the only place a trial is
-  refused its evaluation;
+  the trial is recorded as SURPLUS, unevaluated and free. This is the only
+  place a trial is refused its evaluation;
 * after every trial, a worker asks :func:`may_go_on`: it goes on while the
   evaluations finished or claimed are short of N, or a retry waits; when
   other workers' claimed trials fill N it waits for them, so that it neither

@@ -17,7 +17,8 @@ Budget breakers, duplicates and screened candidates are free proposals; only
 an evaluation counts toward the study's N (:mod:`nas.search.counting`). A
 candidate that passes the screen claims an evaluation first; when the study
 (all workers together) already holds N, or another worker has claimed the same
-architecture meanwhile, it is recorded as SURPLUS, unevaluated and free (:func:`nas.search.counting.claim_evaluation`).
+architecture meanwhile, it is recorded as SURPLUS, unevaluated and free
+(:func:`nas.search.counting.claim_evaluation`).
 """
 
 from __future__ import annotations
