@@ -108,10 +108,10 @@ def local_board(*, key: str = "local", timeout_s: float = 60.0) -> Iterator[str]
     tracker_cmd += ["--port-end", str(tracker_port + 1), "--silent"]
     server_cmd = ["tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(server_port)]
     server_cmd += ["--port-end", str(server_port + 1), "--tracker", address, "--key", key, "--silent"]
-    processes = [_spawn(tracker_cmd)]
+    # Both start at once (each spends seconds importing TVM): the server retries the tracker until it is up.
+    processes = [_spawn(tracker_cmd), _spawn(server_cmd)]
     try:
         _wait_for(lambda: _tracker_up(address), timeout_s, f"RPC tracker at {address} did not start")
-        processes.append(_spawn(server_cmd))
         _wait_for(lambda: key in tracker_keys(address), timeout_s, f"RPC server {key!r} did not register")
         logger.info("local RPC board %r at tracker %s", key, address)
         yield address

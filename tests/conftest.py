@@ -23,6 +23,7 @@ WORKER_GROUPS = (
     ("tests/test_deploy_tuning.py::", "tvm-tuning"),
     ("tests/test_deploy_cli.py::", "deploy-cli"),
     ("tests/test_deploy_dense.py::", "deploy-dense"),
+    ("tests/test_deploy_rpc.py::", "deploy-rpc"),
     ("tests/test_dense_insights.py::", "dense-insights"),
     ("tests/test_insights.py::", "insights"),
 )
