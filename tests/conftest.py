@@ -20,6 +20,7 @@ from search_spaces import SHIPPED_SPACES, shipped_space_path
 # say this beside the tests, but pytest-xdist 3.8 marks the node ids in a way pytest 9 ignores.
 WORKER_GROUPS = (
     ("tests/test_deploy_cli.py::test_default_deploy_tunes_within_its_budget", "tvm-tuning"),
+    ("tests/test_deploy_cli.py::test_tuned_deploy_ships", "tvm-tuning"),  # shares the `tuned` fixture's deploy
     ("tests/test_deploy_tuning.py::", "tvm-tuning"),
     ("tests/test_deploy_cli.py::", "deploy-cli"),
     ("tests/test_deploy_dense.py::", "deploy-dense"),

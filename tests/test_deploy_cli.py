@@ -38,6 +38,15 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tuned(files):
+    """ONE_BLOCK deployed with 6 tuning trials into a fresh database: (the database, the artifact folder)."""
+    database, out = files / "tuning-db", files / "dist-tuned"
+    args = ["deploy", "--arch", str(files / "one-block.yaml"), "--weights", str(files / "one-block.pt"), "--no-measure"]
+    assert main([*args, "--tune-trials", "6", "--tuning-db", str(database), "--out", str(out)]) == 0
+    return database, out
+
+
+@pytest.fixture(scope="module")
 def artifact(files):
     out = files / "dist-x86"
     args = ["deploy", "--arch", str(files / "tiny.yaml"), "--weights", str(files / "tiny.pt"), "--tune-trials", "0"]
@@ -281,7 +290,7 @@ def test_a_fake_onnx_file_is_one_error_naming_it(tmp_path, content):
 
 
 @pytest.mark.slow
-def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(files, tmp_path, capsys):
+def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(files, tuned, tmp_path, capsys):
     import os
 
     from nas.cli.deploy import DEFAULT_TUNE_TRIALS
@@ -300,14 +309,13 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
     # which the report times apart: TVM's, once per process, minutes on a loaded core (a whole suite on one core).
     assert 0 <= tuning["startup_seconds"] <= tuning["seconds"], tuning
     assert tuning["seconds"] - tuning["startup_seconds"] < 15 + 120, tuning
-    # A budget that fits: the second deploy of the same network finds everything in the database.
-    database = str(tmp_path / "db")
-    for out_dir in ("b", "c"):
-        code, _, _ = run_cli(
-            [*args, "--tune-trials", "6", "--tuning-db", database, "--out", str(tmp_path / out_dir)], capsys
-        )
-        assert code == 0
-    first, second = (load_artifact(tmp_path / name).manifest.tuning for name in ("b", "c"))
+    # A budget that fits (the `tuned` deploy): the second deploy of the same network finds everything in the database.
+    database, first_out = tuned
+    code, _, _ = run_cli(
+        [*args, "--tune-trials", "6", "--tuning-db", str(database), "--out", str(tmp_path / "b")], capsys
+    )
+    assert code == 0
+    first, second = (load_artifact(out).manifest.tuning for out in (first_out, tmp_path / "b"))
     assert first["measured_candidates"] > 0 and first["skipped_tasks"] == 0
     assert (
         second["measured_candidates"] == 0 and second["tuned_tasks"] == 0 and second["reused_tasks"] == first["tasks"]
@@ -315,13 +323,11 @@ def test_default_deploy_tunes_within_its_budget_and_a_second_measures_nothing(fi
 
 
 @pytest.mark.slow
-def test_tuned_deploy_ships_a_compiled_vm_without_dead_bindings_that_matches_onnxruntime(files, tmp_path, capsys):
+def test_tuned_deploy_ships_a_compiled_vm_without_dead_bindings_that_matches_onnxruntime(tuned):
     from deploy import compile_onnx
     from deploy.runtime import Predictor
 
-    database, out = tmp_path / "db", tmp_path / "tuned"
-    args = ["deploy", "--arch", str(files / "one-block.yaml"), "--weights", str(files / "one-block.pt"), "--no-measure"]
-    assert run_cli([*args, "--tune-trials", "6", "--tuning-db", str(database), "--out", str(out)], capsys)[0] == 0
+    database, out = tuned
     artifact = load_artifact(out)
     assert all(diff <= 1e-4 for diff in artifact.manifest.parity_max_abs_diff.values())
     assert "tvm-vs-onnxruntime/real" in artifact.manifest.parity_max_abs_diff
