@@ -21,8 +21,8 @@ Top to bottom:
 4. ``results/dense-ablation-<device>.md`` and its figures in ``results/dense-ablation-<device>.json``.
 
 Every step resumes: the studies live in ``results/dense-ablation/<device>/`` (one SQLite study per variant, the
-wall time of each in ``state.json``); a rerun continues them and rewrites the report. The published results
-compared with: a person detector whose latency NAS cut by 14 / 35 / 53 % (V1 / V2 / V3) at the same mAP, and
+wall time of each in ``state.json``, the estimator that set their budgets in ``estimators/``); a rerun continues
+them and rewrites the report. The published results compared with: a person detector whose latency NAS cut by 14 / 35 / 53 % (V1 / V2 / V3) at the same mAP, and
 segmentation candidates 27-51 % faster at the same mIoU.
 """
 
@@ -186,9 +186,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_estimator(device: str) -> None:
-    """The device's estimator, with dense subgraph kinds (searches refuse one without); built when missing."""
-    os.environ.setdefault(ESTIMATORS_ENV, str(REPO / "results" / "estimators"))
+def prepare_estimator(device: str, work: Path) -> None:
+    """The device's estimator, with dense subgraph kinds (searches refuse one without); built when missing, and
+    kept in ``work`` beside the studies whose latency budgets it set, so that a later run resumes them with it."""
+    os.environ.setdefault(ESTIMATORS_ENV, str(work / "estimators"))
     chosen = get_device(device)
     estimator = obtain_estimator(chosen, build_if_missing=True, samples=chosen.default_samples)
     estimator.require_kinds([kind for kind in DENSE_KINDS if kind != "concat"])
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     detection = QUICK_RECIPE if args.quick else DETECTION_RECIPE
     segmentation = QUICK_RECIPE if args.quick else SEGMENTATION_RECIPE
-    prepare_estimator(args.device)
+    prepare_estimator(args.device, work)
     figures = {
         "device": args.device,
         "quick": args.quick,
