@@ -145,3 +145,25 @@ def test_memory_budget_reports_an_unreachable_budget(tmp_path: Path, sim_npu_p32
     assert result.returncode == 1
     report = (tmp_path / "results" / "memory-budget-sim-npu-p32-quick.md").read_text()
     assert "unreachable" in report and "peak_memory budget" in report
+
+
+def test_the_shortlist_tries_the_search_front_first_then_the_rest_above_the_floor() -> None:
+    import optuna
+
+    from benchmarks.ablation import shortlist
+    from nas.search import TrialRow
+
+    space = load_space(shipped_space_path("combined"), parallelism_factor=32)
+    rng = np.random.default_rng(0)
+    archs = list({a.arch_id: a for a in (space.sample(rng) for _ in range(20))}.values())[:4]
+    # (search accuracy, estimated ms): 0 and 2 are the front; 1 is dominated but above the floor, 3 below it.
+    scores = [(0.77, 0.10), (0.80, 0.13), (0.81, 0.12), (0.70, 0.15)]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    pool = []
+    for number, (arch, (accuracy, ms)) in enumerate(zip(archs, scores, strict=True)):
+        attrs = {"arch": arch.to_dict(), "latency_ms": ms, "params": 1, "peak_memory_kib": 1.0}
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, ms], user_attrs=attrs))
+        row = TrialRow(number, arch.arch_id, "", "COMPLETE", "", accuracy, None, None, ms, 1, 1.0, 1.0, True, False)
+        pool.append((row, arch))
+    order = [row.number for row, _ in shortlist(pool, study, floor=0.79)]
+    assert order == [0, 2, 1]  # the front by latency (0 is below the floor: a short training under-rates it)
