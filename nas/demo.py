@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,10 @@ def search(baseline_ms: float) -> Path:
     command = ["search", "--space", str(shipped_space_path("combined")), "--device", DEVICE, "--dataset", "digits"]
     command += ["--trials", str(SEARCH_TRIALS), "--mode", "hybrid", "--epochs", "3", "--study", STUDY]
     command += ["--latency-budget-ms", str(budget_ms), "--max-params", str(MAX_PARAMS), "--seed", str(SEED)]
+    previous = Path("results") / STUDY
+    if previous.exists():  # the study would resume, finished: every demo runs its whole search
+        shutil.rmtree(previous)
+        print(f"removed the previous demo's {previous}/: this demo searches from the start")
     print("$ edgenas " + " ".join(command))
     if edgenas(command) != 0:
         raise SystemExit("the search failed")
