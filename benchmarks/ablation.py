@@ -81,6 +81,7 @@ from nas.search import (  # noqa: E402
 )
 from nas.search.counting import FEASIBLE_IN_SPACE_ATTR  # noqa: E402
 from nas.search.results import BASELINE_ATTR  # noqa: E402
+from nas.search.study import SETTINGS_ATTR  # noqa: E402
 from search_spaces import ArchConfig, baseline_arch, count_arch, shipped_space_path  # noqa: E402
 
 logger = logging.getLogger("ablation")
@@ -170,18 +171,30 @@ def run_variant(variant: str, args: argparse.Namespace, recipe: SearchRecipe, wo
 def _search(
     args: argparse.Namespace, space: str, variant: str, recipe: SearchRecipe, work: Path, data: Path, base: ArchConfig
 ) -> SearchResult:
+    study = f"ablation-{args.device}-{variant.lower()}"
     return run_search(
         space=shipped_space_path(space),
         device=args.device,
         dataset=args.dataset,
-        study=f"ablation-{args.device}-{variant.lower()}",
+        study=study,
         results_dir=work,
         **recipe.search_options(data),
         # Only candidates faster than the baseline are trained: most random points of the P-aligned spaces are
         # slower than the baseline's narrow early stages, and the proxy screening favours the larger ones.
-        latency_budget_ms=_estimator(args.device).predict(base).latency_ms,
+        latency_budget_ms=_stored_budget(work / study / "study.db", study)
+        or _estimator(args.device).predict(base).latency_ms,
         baseline=variant == "V1",  # one search-recipe baseline serves the three variants
     )
+
+
+def _stored_budget(db: Path, study: str) -> float | None:
+    """The latency budget an existing study was created with: the estimator, rebuilt in another checkout (its
+    model file is not committed), predicts the baseline a fraction of a percent apart, and the study is resumed
+    with its own budget rather than refused."""
+    if not db.exists():
+        return None
+    settings = optuna.load_study(study_name=study, storage=f"sqlite:///{db}").user_attrs.get(SETTINGS_ATTR, {})
+    return settings.get("latency_budget_ms")
 
 
 def _add_seconds(path: Path, variant: str, seconds: float) -> None:
