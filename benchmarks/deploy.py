@@ -435,9 +435,8 @@ def main() -> int:
         shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     out = Path("results") / f"deploy-{TARGET}{suffix}.md"
-    command = "python benchmarks/deploy.py" + (" --quick" if args.quick else "")
-    command += f" --trials {' '.join(args.trials)}" if args.trials else ""
-    command += f" --rows {' '.join(sys.argv[sys.argv.index('--rows') + 1 :])}" if args.rows else ""
+    # The command as typed, less the flags that do not change the figures (--retime is added once it has run).
+    command = " ".join(["python benchmarks/deploy.py", *(a for a in sys.argv[1:] if a not in ("--retime", "--fresh"))])
     for table in run(work_dir, budgets, args.quick, args.rows):
         write_markdown(out, table, command)
     if args.retime:
