@@ -22,8 +22,8 @@ Top to bottom:
 
 Every step resumes: the studies live in ``results/dense-ablation/<device>/`` (one SQLite study per variant, the
 wall time of each in ``state.json``, the estimator that set their budgets in ``estimators/``); a rerun continues
-them and rewrites the report. The published results compared with: a person detector whose latency NAS cut by 14 / 35 / 53 % (V1 / V2 / V3) at the same mAP, and
-segmentation candidates 27-51 % faster at the same mIoU.
+them and rewrites the report. The published results compared with: a person detector whose latency NAS cut by
+14 / 35 / 53 % (V1 / V2 / V3) at the same mAP, and segmentation candidates 27-51 % faster at the same mIoU.
 """
 
 from __future__ import annotations
