@@ -214,9 +214,9 @@ def shortlist(
     accuracy up, estimated latency down), then the others whose search accuracy is at least ``floor``, each by
     ascending estimated latency.
 
-    The front comes first because a short training under-rates small networks: on sim-npu-p16 the V3 search's
-    fastest candidates scored 77-78 % against the baseline's 79.5 %, below the floor, while random networks as
-    fast held the baseline's final accuracy (the ceiling)."""
+    The front comes first because a short training can under-rate small networks: on sim-npu-p32 the V1 front's
+    fastest candidate, below the floor, held the final accuracy and is its ceiling (-20.1 % instead of -16.7 %);
+    on sim-npu-p16 and cpu-ort the front's fast ends did not hold (2026-12-04, results/ablation-*.md)."""
     front = {point.trial for point in pareto_front(study)}
     by_latency = sorted(pool, key=lambda c: c[0].latency_ms)
     on_front = [c for c in by_latency if c[0].number in front]
